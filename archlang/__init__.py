@@ -1,0 +1,37 @@
+"""archlang: a declarative language and compiler for the deep networks of five papers.
+
+    >>> import archlang
+    >>> model = archlang.compile("wrn(depth=28, k=10, block=gated(B(3,3)), dropout=0.3)")
+
+Importing archlang does not import torch; only building a module does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from archlang.compiler import Compiled, compile_all, compile_spec
+from archlang.errors import ArchlangError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["ArchlangError", "Compiled", "compile", "compile_all", "compile_spec", "count_params", "sweep_params"]
+__version__ = "0.1.0"
+
+
+def compile(text: str, filename: str = "<inline>") -> "nn.Module":  # noqa: A001 - the API the issue names
+    """Build the torch module of a one-network spec."""
+    return compile_spec(text, filename).build()
+
+
+def count_params(text: str, convention: str = "all") -> int:
+    """Parameter count of a one-network spec, from the IR: 'all' or 'weights' (conv/linear weights only)."""
+    summary = compile_spec(text).summary
+    return summary.weights if convention == "weights" else summary.params
+
+
+def sweep_params(text: str, convention: str = "all") -> list[tuple[str, int]]:
+    """(canonical spec, count) for each network of a spec that may be a sweep."""
+    return [(c.canonical, c.summary.weights if convention == "weights" else c.summary.params)
+            for c in compile_all(text)]

@@ -1,0 +1,3 @@
+from archlang.cli import entry
+
+entry()

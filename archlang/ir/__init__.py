@@ -1,0 +1,1 @@
+"""The validated intermediate representation: typed Pydantic models, one per node kind."""

@@ -1,0 +1,176 @@
+"""Core nodes: the layers and combinators every network, family or hand-written, expands into."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Optional, Union
+
+from pydantic import Field, field_validator
+
+from archlang.ir.base import FieldProblem, IRNode
+
+PosInt = Annotated[int, Field(gt=0, le=1_000_000)]
+NonNegInt = Annotated[int, Field(ge=0, le=1_000_000)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+# Repeats are capped so that an absurd count is refused before anything is expanded.
+RepeatCount = Annotated[int, Field(gt=0, le=10_000)]
+
+
+class Input(IRNode):
+    kind: Literal["input"] = "input"
+    shape: list[PosInt]
+    variadic: ClassVar[str | None] = "shape"
+    doc: ClassVar[str] = "declares the input shape: input(C, H, W) for images, input(F) for vectors"
+
+    @field_validator("shape")
+    @classmethod
+    def _rank(cls, shape: list[int]) -> list[int]:
+        if len(shape) not in (1, 3):
+            raise FieldProblem("shape", f"an input is (C, H, W) or (F,), got {len(shape)} numbers",
+                               hint="e.g. input(3, 32, 32) for CIFAR, input(1, 28, 28) for MNIST")
+        return shape
+
+
+class Conv(IRNode):
+    kind: Literal["conv"] = "conv"
+    out: PosInt
+    kernel: PosInt = 3
+    stride: PosInt = 1
+    padding: Optional[NonNegInt] = None
+    bias: bool = False
+    doc: ClassVar[str] = "2-D convolution; padding defaults to kernel//2 ('same' at stride 1)"
+
+    @property
+    def pad(self) -> int:
+        return self.kernel // 2 if self.padding is None else self.padding
+
+
+class Linear(IRNode):
+    kind: Literal["linear"] = "linear"
+    out: PosInt
+    bias: bool = True
+    doc: ClassVar[str] = "fully-connected layer on a flat input"
+
+
+class BatchNorm(IRNode):
+    kind: Literal["batchnorm"] = "batchnorm"
+    momentum: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    eps: Annotated[float, Field(gt=0.0, lt=1.0)] = 1e-5
+    doc: ClassVar[str] = "batch normalisation with learned scale and shift (2 parameters per channel)"
+
+
+class ReLU(IRNode):
+    kind: Literal["relu"] = "relu"
+
+
+class Tanh(IRNode):
+    kind: Literal["tanh"] = "tanh"
+
+
+class Sigmoid(IRNode):
+    kind: Literal["sigmoid"] = "sigmoid"
+
+
+class NCReLU(IRNode):
+    kind: Literal["ncrelu"] = "ncrelu"
+    doc: ClassVar[str] = "cat(relu(x), -relu(-x)) on channels: doubles the width (DiracNets sec. 2.2)"
+
+
+class Identity(IRNode):
+    kind: Literal["identity"] = "identity"
+
+
+class Flatten(IRNode):
+    kind: Literal["flatten"] = "flatten"
+
+
+class Dropout(IRNode):
+    kind: Literal["dropout"] = "dropout"
+    p: Probability = 0.5
+
+
+class MaxPool(IRNode):
+    kind: Literal["maxpool"] = "maxpool"
+    kernel: PosInt = 2
+    stride: Optional[PosInt] = None
+    padding: NonNegInt = 0
+    ceil: bool = False
+
+    @property
+    def step(self) -> int:
+        return self.kernel if self.stride is None else self.stride
+
+
+class AvgPool(IRNode):
+    kind: Literal["avgpool"] = "avgpool"
+    kernel: PosInt = 2
+    stride: Optional[PosInt] = None
+    padding: NonNegInt = 0
+
+    @property
+    def step(self) -> int:
+        return self.kernel if self.stride is None else self.stride
+
+
+class GlobalAvgPool(IRNode):
+    kind: Literal["global_avgpool"] = "global_avgpool"
+    doc: ClassVar[str] = "average over all spatial positions, giving a flat vector"
+
+
+class Seq(IRNode):
+    kind: Literal["seq"] = "seq"
+    items: list["CoreNode"]
+    variadic: ClassVar[str | None] = "items"
+
+
+class Repeat(IRNode):
+    kind: Literal["repeat"] = "repeat"
+    n: RepeatCount
+    block: "CoreNode"
+    doc: ClassVar[str] = "n copies of a block, each with its own weights"
+
+
+ShortcutKind = Literal["auto", "identity", "projection", "zeropad"]
+
+
+class Residual(IRNode):
+    kind: Literal["residual"] = "residual"
+    body: "CoreNode"
+    shortcut: Union[ShortcutKind, "CoreNode"] = "auto"
+    pre: Optional["CoreNode"] = None
+    post: Optional["CoreNode"] = None
+    doc: ClassVar[str] = ("post(body(pre(x)) + shortcut): shortcut 'auto' is the identity when shapes agree, "
+                          "else a 1x1 projection of pre(x) (WRN); 'zeropad' is He et al.'s option A")
+
+
+class Dirac(IRNode):
+    kind: Literal["dirac"] = "dirac"
+    conv: Conv
+    a_init: float = 5.0
+    b_init: float = 1e-3
+    doc: ClassVar[str] = "Dirac parameterisation W = a*delta + b*W_norm of a conv (DiracNets eq. 4-8)"
+
+    @field_validator("conv")
+    @classmethod
+    def _no_bias(cls, conv: Conv) -> Conv:
+        if conv.bias:
+            raise FieldProblem("conv", "a Dirac conv has no bias (BN follows it)", hint="drop bias=true")
+        return conv
+
+
+class Highway(IRNode):
+    kind: Literal["highway"] = "highway"
+    h: Union[Conv, Linear]
+    bias_init: Annotated[float, Field(ge=-100.0, le=100.0)] = -2.0
+    act: Literal["relu", "tanh"] = "relu"
+    doc: ClassVar[str] = "y = H(x)*T(x) + x*(1-T(x)), T = sigmoid of a layer shaped like H (Highway eq. 3)"
+
+
+BlockTemplate = Literal["plain", "residual", "highway", "basic", "bottleneck"]
+
+
+class Gated(IRNode):
+    kind: Literal["gated"] = "gated"
+    block: Union["AnyNode", BlockTemplate]
+    k_init: Annotated[float, Field(ge=-100.0, le=100.0)] = 1.0
+    doc: ClassVar[str] = ("residual gate u = g(k)*f(x) + x, g = ReLU (Gated ResNets eq. 1); "
+                          "on a plain layer u = g(k)*f(x) + (1-g(k))*x")

@@ -1,0 +1,222 @@
+"""AST -> validated IR: look up each call's node model, bind its arguments, let Pydantic check them.
+
+Pydantic's errors are translated back into the user's terms: the argument's name, the
+value written, the place it was written, and a suggestion where one exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import ValidationError
+
+from archlang import ast
+from archlang.errors import ArchlangError, Span, did_you_mean
+from archlang.ir.base import FieldProblem, IRNode
+from archlang.ir.nodes import ALIASES, FAMILY_NAMES, NODE_MODELS, model_for, takes_no_arguments
+
+
+def _literal_values(annotation: Any) -> frozenset[str]:
+    """The string spellings a field accepts (its Literal[...] members, however deeply nested)."""
+    if get_origin(annotation) is Literal:
+        return frozenset(a for a in get_args(annotation) if isinstance(a, str))
+    found: frozenset[str] = frozenset()
+    for arg in get_args(annotation):
+        found |= _literal_values(arg)
+    return found
+
+
+def symbols_of(model: type[IRNode], field: str) -> frozenset[str]:
+    return _literal_values(model.model_fields[field].annotation) if field in model.model_fields else frozenset()
+
+
+def _signature(model: type[IRNode], name: str) -> str:
+    parts = []
+    for field_name in model.arg_names():
+        field = model.model_fields[field_name]
+        if field.is_required():
+            parts.append(field_name)
+        elif field.default_factory is None:
+            default = field.default
+            shown = "true" if default is True else "false" if default is False else default
+            parts.append(f"{field_name}={shown}")
+        else:
+            parts.append(f"{field_name}=...")
+    if model.variadic:
+        parts = [f"{model.variadic}..."] + [p for p in parts if not p.startswith(model.variadic)]
+    return f"{name}({', '.join(parts)})"
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, IRNode):
+        return f"{value.model_fields['kind'].default}(...)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return repr(value)
+
+
+def _unknown_call(call: ast.Call) -> ArchlangError:
+    names = list(NODE_MODELS) + list(ALIASES)
+    hint = did_you_mean(call.func, names) or f"families: {', '.join(FAMILY_NAMES)}; core nodes: see docs/language.md"
+    return ArchlangError(f"unknown network or layer '{call.func}'", span=call.func_span, hint=hint)
+
+
+def _bind(call: ast.Call, model: type[IRNode], name: str) -> tuple[dict[str, Any], dict[str, Span]]:
+    """Map positional and keyword arguments onto the model's fields, refusing unknown and duplicates."""
+    data: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    fields = model.arg_names()
+    positional = call.positional
+    if any(a.name is None for a in call.args[len(positional):]) or \
+            any(a.name is not None for a in call.args[: len(positional)]):
+        first_kw = next(a for a in call.args if a.name is not None)
+        late = next(a for a in call.args[call.args.index(first_kw):] if a.name is None)
+        raise ArchlangError("positional argument after a keyword argument", span=late.span,
+                            hint="put positional arguments first, or name this one")
+    if model.variadic:
+        data[model.variadic] = [lower(a.value, symbols_of(model, model.variadic)) for a in positional]
+        for i, a in enumerate(positional):
+            spans[f"{model.variadic}.{i}"] = a.span
+        if positional:
+            spans[model.variadic] = positional[0].span
+    else:
+        order = model.positional_names()
+        if len(positional) > len(order):
+            extra = positional[len(order)]
+            takes = f"takes {len(order)} positional argument{'s' if len(order) != 1 else ''}" if order else \
+                "takes no positional arguments"
+            raise ArchlangError(f"{name}() {takes}, got {len(positional)}", span=extra.span,
+                                hint=f"signature: {_signature(model, name)}")
+        for field_name, a in zip(order, positional):
+            data[field_name] = lower(a.value, symbols_of(model, field_name))
+            spans[field_name] = a.span
+    for a in call.keywords:
+        assert a.name is not None
+        if a.name not in fields or a.name == model.variadic:
+            hint = did_you_mean(a.name, fields) or f"signature: {_signature(model, name)}"
+            raise ArchlangError(f"{name}() has no argument '{a.name}'", span=a.name_span or a.span, hint=hint)
+        if a.name in data:
+            how = "twice" if a.name in {k.name for k in call.keywords if k is not a} else "both by position and by name"
+            raise ArchlangError(f"argument '{a.name}' of {name}() is given {how}", span=a.name_span or a.span)
+        data[a.name] = lower(a.value, symbols_of(model, a.name))
+        spans[a.name] = a.span
+    return data, spans
+
+
+def _expected_values(error: dict[str, Any]) -> list[str]:
+    expected = (error.get("ctx") or {}).get("expected", "")
+    return [part.strip(" '") for part in expected.replace(" or ", ",").split(",") if part.strip(" '")]
+
+
+def _message(name: str, field: str, error: dict[str, Any], value: Any) -> tuple[str, str | None]:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    shown = _describe(value)
+    if kind == "missing":
+        return f"{name}() is missing the argument '{field}'", None
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()))
+        return f"{field} must be {op} {bound}, got {shown}", None
+    if kind == "literal_error":
+        choices = _expected_values(error)
+        hint = did_you_mean(str(value), choices) if isinstance(value, str) else None
+        return f"{field} must be one of {', '.join(choices)}; got {shown}", hint
+    if kind in ("int_type", "int_from_float", "int_parsing"):
+        return f"{field} must be an integer, got {shown}", None
+    if kind in ("float_type", "float_parsing"):
+        return f"{field} must be a number, got {shown}", None
+    if kind == "bool_type":
+        return f"{field} must be true or false, got {shown}", None
+    if kind == "list_type":
+        return f"{field} must be a list like [3, 32, 32], got {shown}", None
+    if kind in ("model_type", "model_attributes_type", "union_tag_invalid", "model_class_type",
+                "union_tag_not_found", "is_instance_of", "dataclass_type"):
+        if isinstance(value, str):
+            return f"'{value}' is not a valid {field} for {name}()", None
+        return f"{shown} is not a valid {field} for {name}()", None
+    return f"bad {field} for {name}(): {error['msg']}", None
+
+
+def _value_at(data: dict[str, Any], loc: tuple[Any, ...]) -> Any:
+    value: Any = data
+    for key in loc:
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and isinstance(key, int) and key < len(value):
+            value = value[key]
+        else:
+            break
+    return value
+
+
+def _validation_error(err: ValidationError, call: ast.Call, name: str, model: type[IRNode],
+                      data: dict[str, Any], spans: dict[str, Span]) -> ArchlangError:
+    errors = err.errors()
+    # Union failures list every alternative; the most specific one is the one to show.
+    error = min(errors, key=lambda e: (e["type"] in ("model_type", "is_instance_of", "model_attributes_type",
+                                                     "literal_error", "string_type"), -len(e["loc"])))
+    loc = tuple(error["loc"])
+    field = str(loc[0]) if loc else ""
+    value = _value_at(data, loc[:1]) if loc else None
+    if isinstance(value, (str, IRNode, bool, int, float)) is False and len(loc) > 1:
+        value = _value_at(data, loc)
+    span = spans.get(f"{field}.{loc[1]}") if len(loc) > 1 else None
+    span = span or spans.get(field) or call.func_span
+    if error["type"] == "missing":
+        span = call.func_span
+    # A string where a node is expected: list the allowed spellings in the hint.
+    if isinstance(value, str) and any(e["type"] == "literal_error" for e in errors):
+        choices = sorted({c for e in errors if e["type"] == "literal_error" for c in _expected_values(e)})
+        hint = did_you_mean(value, choices + list(NODE_MODELS)) or f"expected one of: {', '.join(choices)}"
+        return ArchlangError(f"'{value}' is not a valid {field} for {name}()", span=span, hint=hint)
+    message, hint = _message(name, field, error, value)
+    if error["type"] == "missing":
+        hint = f"signature: {_signature(model, name)}"
+    return ArchlangError(message, span=span, hint=hint)
+
+
+def lower_call(call: ast.Call) -> IRNode:
+    model = model_for(call.func)
+    if model is None or call.func == "train":
+        raise _unknown_call(call)
+    data, spans = _bind(call, model, call.func)
+    try:
+        node = model.model_validate(data)
+    except ValidationError as err:
+        raise _validation_error(err, call, call.func, model, data, spans) from None
+    except FieldProblem as problem:
+        span = spans.get(problem.field or "", call.func_span)
+        raise ArchlangError(problem.message, span=span, hint=problem.hint) from None
+    node.at(call.span)
+    node._arg_spans = spans
+    return node
+
+
+def lower(expr: ast.Expr, symbols: frozenset[str] = frozenset()) -> Any:
+    """The IR value of an expression: a node for calls, plain Python values otherwise.
+
+    A bare name is a symbol when the receiving field spells it (`act=relu`), else a node
+    that needs no arguments (`seq(conv(16), relu)`), else left as text for the field to refuse.
+    """
+    if isinstance(expr, ast.Call):
+        return lower_call(expr)
+    if isinstance(expr, ast.ListV):
+        return [lower(i, symbols) for i in expr.items]
+    if isinstance(expr, ast.SetV):
+        raise ArchlangError("a set {...} cannot be used here", span=expr.span)
+    if isinstance(expr, ast.Name):
+        if expr.id in symbols:
+            return expr.id
+        model = model_for(expr.id)
+        if model is not None and takes_no_arguments(model):
+            node = model()
+            node.at(expr.span)
+            return node
+        if model is not None:
+            raise ArchlangError(f"'{expr.id}' needs arguments here", span=expr.span,
+                                hint=f"signature: {_signature(model, expr.id)}")
+        return expr.id
+    return expr.value  # type: ignore[union-attr]

@@ -1,0 +1,1 @@
+"""Layers torch lacks, one concept per module: gate, Dirac conv, NCReLU, highway, residual."""

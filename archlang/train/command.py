@@ -1,0 +1,119 @@
+"""`archlang train`: the subcommand's flags and its handler.
+
+Importing this module must not import torch (the CLI registers every subcommand, and
+`archlang params` stays torch-free); torch is imported inside `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from archlang.errors import ArchlangError
+
+
+def _set_pair(text: str) -> tuple[str, Any]:
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got '{text}'")
+    key, value = text.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else value
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().replace("-", "_"), parsed
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a spec with its paper's recipe; writes runs/<name>/",
+                              description="Train a spec on real data with a paper recipe. Recipe fields come from "
+                              "the YAML recipe, then the spec's train(...) clause, then these flags.")
+    p.add_argument("spec", nargs="?", help="a .arch file or the spec text itself (optional with --resume)")
+    p.add_argument("--recipe", metavar="NAME|FILE", help="a shipped recipe (wrn-cifar, gated-mnist, ...) or a YAML file; "
+                   "default: the family's recipe")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--seed", type=int, help="override the recipe's seed")
+    p.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    p.add_argument("--weight-decay", type=float, help="override the recipe's weight decay")
+    p.add_argument("--k-decay", action=argparse.BooleanOptionalAction, default=None,
+                   help="apply weight decay to the gates k (Gated ResNet 'k decay'; off by default)")
+    p.add_argument("--set", dest="set_fields", action="append", type=_set_pair, default=[], metavar="FIELD=VALUE",
+                   help="override any recipe field, e.g. --set milestones=[0.5,0.75]")
+    p.add_argument("--subset", type=int, metavar="N", help="train on the first N training images")
+    p.add_argument("--data-dir", metavar="DIR", help="a local copy of the dataset (torchvision layout, an ImageFolder "
+                   "tree or a zip of one); without it torchvision downloads to ~/.cache/archlang/data")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=None,
+                   help="let torchvision download missing data (default: only without --data-dir)")
+    p.add_argument("--cache-dir", metavar="DIR", help="where decoded ImageFolder data is cached (~/.cache/archlang/decoded)")
+    p.add_argument("--out", metavar="DIR", default="runs", help="parent folder of the run folder (default: runs)")
+    p.add_argument("--name", help="run folder name (default: <family>-<recipe>-<hash>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest good checkpoint")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--bf16", "--amp", dest="bf16", action="store_true", help="bf16 autocast (default: fp32 as the papers)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format for conv nets")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                   help="also checkpoint inside an epoch this often (default: 5)")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="checkpoint and stop after this long; continue later with --resume")
+    p.add_argument("--max-steps", type=int, help="checkpoint and stop after this many optimizer steps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
+    p.set_defaults(handler=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = dict(args.set_fields)
+    for flag in ("epochs", "seed", "lr", "batch_size", "weight_decay", "k_decay"):
+        value = getattr(args, flag)
+        if value is not None:
+            values[flag] = value
+    return values
+
+
+def _spec_source(args: argparse.Namespace):
+    from archlang.errors import Source
+    from archlang.parser import read_source
+
+    if args.spec is not None:
+        return read_source(args.spec)
+    if args.resume is None:
+        raise ArchlangError("give a SPEC to train (a .arch file or the spec text), or --resume a run folder")
+    saved = Path(args.resume) / "spec.arch"
+    if not saved.is_file():
+        raise ArchlangError("cannot resume: the run folder has no spec.arch", path=str(args.resume))
+    return Source(saved.read_text(encoding="utf-8"), str(saved))
+
+
+def _saved_recipe(args: argparse.Namespace) -> str:
+    """With --resume and no recipe flags, continue with the run's own resolved recipe file."""
+    resolved = Path(args.resume) / "recipe.resolved.yaml"
+    if not resolved.is_file():
+        raise ArchlangError("cannot resume: not a run folder (no recipe.resolved.yaml)", path=str(args.resume))
+    return str(resolved)
+
+
+def run(args: argparse.Namespace) -> int:
+    from archlang.compiler import compile_spec
+    from archlang.train.loop import TrainOptions, train
+
+    source = _spec_source(args)
+    compiled = compile_spec(source)
+    recipe, overrides = args.recipe, _overrides(args)
+    if args.resume is not None and recipe is None and not overrides:
+        # The resolved recipe already includes the train(...) clause; re-applying it changes nothing.
+        recipe = _saved_recipe(args)
+    options = TrainOptions(
+        device=args.device, bf16=args.bf16, channels_last=args.channels_last, compile=args.compile,
+        threads=args.threads, progress=not args.no_progress, download=args.download,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        checkpoint_every_s=max(1.0, args.checkpoint_minutes * 60.0),
+        max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit else None,
+    )
+    folder = train(compiled, recipe=recipe, overrides=overrides, out=args.out, name=args.name, resume=args.resume,
+                   data_dir=args.data_dir, subset=args.subset, options=options, spec_text=source.text)
+    print(folder)
+    return 0

@@ -1,0 +1,304 @@
+"""Training recipes: validated data describing everything a run depends on.
+
+A recipe is resolved from three layers, later ones winning field by field:
+the YAML file (a shipped name such as `wrn-cifar`, or a user file), the spec's
+`train(...)` clause, and command-line flags. The merged mapping is validated once;
+an error is reported at the place the offending field came from (YAML line, train
+clause span, or the flag), with a did-you-mean for unknown fields.
+
+This module imports no torch: `archlang params` and recipe checks stay light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from archlang.errors import ArchlangError, Source, Span, did_you_mean
+
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+InitKind = Literal["default", "kaiming_normal", "kaiming_normal_fan_out", "xavier_uniform", "caffe_xavier"]
+
+
+class Recipe(BaseModel):
+    """Every knob of a training run. Flat, so `train(lr=...)` and `--lr` name fields directly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Data. "cifar" resolves to cifar10 or cifar100 from the spec's number of classes.
+    dataset: Literal["mnist", "cifar", "cifar10", "cifar100", "svhn", "imagefolder"]
+    train_split: Literal["train", "train+extra"] = "train"
+    normalize: Literal["scale", "mean", "meanstd"] = "scale"
+    crop_pad: int = Field(0, ge=0, le=16)
+    pad_mode: Literal["reflect", "zeros"] = "reflect"
+    flip: bool = False
+
+    # Optimizer.
+    optimizer: Literal["sgd", "nadam", "adam"]
+    lr: float = Field(gt=0.0, le=10.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    dampening: float = Field(0.0, ge=0.0, le=1.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0, le=1.0)
+    # None: use the fused (or foreach) kernels when torch has them for the device.
+    fused: bool | None = None
+
+    # Learning-rate schedule, applied per epoch.
+    schedule: Literal["constant", "multistep", "exponential"] = "constant"
+    milestones: tuple[float, ...] = ()
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+
+    # Weight decay and what it applies to.
+    weight_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    k_decay: bool = False
+    dirac_decay: bool = True
+    bias_decay: bool = True
+    bn_decay: bool = True
+
+    batch_size: int = Field(128, ge=1, le=65536)
+    eval_batch_size: int = Field(1000, ge=1, le=65536)
+    epochs: int = Field(ge=1, le=100000)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+
+    conv_init: InitKind = "default"
+    linear_init: InitKind = "default"
+    # PyTorch convention (weight of the new batch statistic); Keras' 0.9 is PyTorch's 0.1.
+    bn_momentum: float | None = Field(None, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> "Recipe":
+        if self.schedule == "multistep":
+            if not self.milestones:
+                raise ValueError("schedule 'multistep' needs milestones (epochs, or fractions of the epochs)")
+            if any(m <= 0 for m in self.milestones):
+                raise ValueError("milestones must be positive")
+            fractions = [m < 1 for m in self.milestones]
+            if any(fractions) and not all(fractions):
+                raise ValueError("milestones mix fractions (< 1) and epoch numbers; use one kind")
+            if list(self.milestones) != sorted(self.milestones):
+                raise ValueError("milestones must be increasing")
+        if not (0.0 <= self.betas[0] < 1.0 and 0.0 <= self.betas[1] < 1.0):
+            raise ValueError("betas must be two numbers in [0, 1)")
+        if self.nesterov and self.optimizer == "sgd" and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("Nesterov momentum needs momentum > 0 and dampening 0")
+        return self
+
+    def milestone_epochs(self) -> list[int]:
+        """Milestones as 0-based epoch indices from which the next factor applies."""
+        if all(m < 1 for m in self.milestones):
+            return [round(m * self.epochs) for m in self.milestones]
+        return [int(m) for m in self.milestones]
+
+    def lr_factor(self, epoch: int) -> float:
+        """Multiplier of the base lr during 0-based `epoch`."""
+        if self.schedule == "multistep":
+            return self.gamma ** sum(1 for m in self.milestone_epochs() if epoch >= m)
+        if self.schedule == "exponential":
+            return self.gamma**epoch
+        return 1.0
+
+
+RECIPE_FIELDS = tuple(Recipe.model_fields)
+
+
+@dataclass
+class Layer:
+    """One source of recipe fields, with where each field was written (for error messages)."""
+
+    kind: Literal["yaml", "train", "flags"]
+    values: dict[str, Any]
+    source: Source | None = None
+    spans: dict[str, Span] = field(default_factory=dict)
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedRecipe:
+    recipe: Recipe
+    name: str
+    given_text: str  # the YAML as shipped/written, plus the overrides applied on top
+
+    def resolved_dict(self) -> dict[str, Any]:
+        return json.loads(self.recipe.model_dump_json())
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.resolved_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def _node_span(node: yaml.Node, last: yaml.Node | None = None) -> Span:
+    start, end = node.start_mark, (last or node).end_mark
+    return Span(start.line + 1, start.column + 1, end.line + 1, end.column + 1, start.index, end.index)
+
+
+def _read_yaml_layer(text: str, filename: str) -> Layer:
+    """Parse a recipe YAML safely (no Python tags), keeping the position of every key."""
+    source = Source(text, filename)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        span = Span(mark.line + 1, mark.column + 1, mark.line + 1, mark.column + 2, mark.index, mark.index + 1) if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ArchlangError(f"recipe is not valid YAML: {problem}", source=source, span=span) from None
+    if values is None:
+        values, root = {}, None
+    if not isinstance(values, dict) or (root is not None and not isinstance(root, yaml.MappingNode)):
+        raise ArchlangError("a recipe must be a mapping of `field: value` lines", source=source,
+                            span=_node_span(root) if root is not None else None)
+    spans = {str(k.value): _node_span(k, v) for k, v in root.value} if root is not None else {}
+    return Layer("yaml", {str(k): v for k, v in values.items()}, source, spans, filename)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or "/" in name or Path(name).is_file()
+
+
+def load_recipe_layer(name_or_path: str) -> tuple[str, Layer]:
+    """Find a recipe by shipped name or file path and parse it."""
+    if _looks_like_path(name_or_path):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ArchlangError("recipe file not found", path=str(path),
+                                hint=f"shipped recipes: {', '.join(recipe_names())}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArchlangError(f"cannot read recipe file: {exc}", path=str(path)) from None
+        return path.stem, _read_yaml_layer(text, str(path))
+    path = RECIPE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        names = recipe_names()
+        hint = did_you_mean(name_or_path, names) or f"shipped recipes: {', '.join(names)}"
+        raise ArchlangError(f"unknown recipe '{name_or_path}'", hint=hint)
+    return name_or_path, _read_yaml_layer(path.read_text(encoding="utf-8"), str(path))
+
+
+def _family_block_name(family_args: Mapping[str, Any]) -> str:
+    block = family_args.get("block")
+    if block is None:
+        return ""
+    if isinstance(block, str):
+        return block.lower()
+    return str(getattr(block, "name", None) or block).lower()
+
+
+def default_recipe_name(family: str | None, family_args: Mapping[str, Any], input_shape: tuple[int, ...]) -> str:
+    """The paper recipe a family trains with when no --recipe is given."""
+    is_mnist = tuple(input_shape)[-2:] == (28, 28)
+    if family == "mlp":
+        return "highway-mnist" if "highway" in _family_block_name(family_args) else "gated-mnist"
+    if family == "wrn":
+        return "wrn-svhn" if str(family_args.get("dataset", "")).lower() == "svhn" else "wrn-cifar"
+    if family == "diracnet":
+        return "dirac-cifar"
+    if family == "highway_cnn":
+        return "highway-mnist-conv" if is_mnist else "highway-cifar"
+    if family in ("preact_resnet", "resnet"):
+        return "gated-cifar-resnet"
+    if is_mnist:
+        return "gated-mnist"
+    raise ArchlangError(
+        "no default recipe for a hand-written network on this input shape",
+        hint=f"pass --recipe NAME or a YAML file; shipped recipes: {', '.join(recipe_names())}",
+    )
+
+
+def _field_of(error: Mapping[str, Any]) -> str | None:
+    loc = error.get("loc") or ()
+    return str(loc[0]) if loc else None
+
+
+def _blame(layers: list[Layer], name: str | None) -> Layer | None:
+    """The highest-priority layer that set a field (the one whose value was used)."""
+    for layer in reversed(layers):
+        if name is not None and name in layer.values:
+            return layer
+    return None
+
+
+def _error_at(layer: Layer | None, name: str | None, message: str, hint: str | None) -> ArchlangError:
+    if layer is None:
+        return ArchlangError(message, hint=hint)
+    if layer.kind == "flags":
+        flag = "--" + (name or "").replace("_", "-")
+        return ArchlangError(f"{flag}: {message}", hint=hint)
+    span = layer.spans.get(name or "")
+    if layer.source is not None and span is not None:
+        return ArchlangError(message, source=layer.source, span=span, hint=hint)
+    return ArchlangError(message, path=layer.path, hint=hint)
+
+
+def _validation_error(exc: ValidationError, layers: list[Layer]) -> ArchlangError:
+    error = exc.errors()[0]
+    name = _field_of(error)
+    layer = _blame(layers, name)
+    if error["type"] == "extra_forbidden":
+        return _error_at(layer, name, f"unknown recipe field '{name}'",
+                         did_you_mean(name or "", RECIPE_FIELDS) or f"recipe fields: {', '.join(RECIPE_FIELDS)}")
+    if error["type"] == "missing":
+        return ArchlangError(f"recipe field '{name}' is required but no recipe layer sets it",
+                             path=layers[0].path if layers else None)
+    message = error["msg"].removeprefix("Value error, ")
+    if name is not None and error["type"] != "value_error":
+        value = layer.values.get(name) if layer else None
+        message = f"recipe field '{name}' = {value!r}: {message}"
+    if layer is None and error["type"] == "value_error":
+        # A cross-field check: blame the schedule/optimizer field that was set last.
+        for candidate in ("milestones", "schedule", "betas", "nesterov", "momentum", "dampening"):
+            layer = _blame(layers, candidate)
+            if layer is not None:
+                return _error_at(layer, candidate, message, None)
+    return _error_at(layer, name, message, None)
+
+
+def resolve_recipe(layers: list[Layer], name: str) -> ResolvedRecipe:
+    """Merge layers (later wins) and validate once."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer.values)
+    try:
+        recipe = Recipe.model_validate(merged)
+    except ValidationError as exc:
+        raise _validation_error(exc, layers) from None
+    given = layers[0].source.text if layers and layers[0].source else ""
+    for layer in layers[1:]:
+        if layer.values:
+            label = "train(...) clause" if layer.kind == "train" else "command line"
+            given += f"\n# overrides from the {label}:\n" + yaml.safe_dump(dict(layer.values), sort_keys=False)
+    return ResolvedRecipe(recipe, name, given)
+
+
+def build_recipe(
+    recipe: str | None,
+    *,
+    family: str | None = None,
+    family_args: Mapping[str, Any] | None = None,
+    input_shape: tuple[int, ...] = (),
+    train_args: Mapping[str, Any] | None = None,
+    train_spans: Mapping[str, Span] | None = None,
+    spec_source: Source | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ResolvedRecipe:
+    """Resolve YAML < train(...) clause < flag overrides into one validated recipe."""
+    name_or_path = recipe or default_recipe_name(family, family_args or {}, input_shape)
+    name, base = load_recipe_layer(name_or_path)
+    layers = [base]
+    if train_args:
+        layers.append(Layer("train", dict(train_args), spec_source, dict(train_spans or {}),
+                            spec_source.filename if spec_source else None))
+    if overrides:
+        layers.append(Layer("flags", {k: v for k, v in overrides.items() if v is not None}))
+    return resolve_recipe(layers, name)
