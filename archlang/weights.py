@@ -29,7 +29,7 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None =
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from .safetensors or .pt; never unpickles code."""
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not path.is_file():
@@ -38,6 +38,6 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorsError, RuntimeError, EOFError, ValueError) as err:
+    except (SafetensorError, RuntimeError, EOFError, ValueError) as err:
         raise ArchlangError(f"cannot read weights ({err})", path=str(path),
                             hint="the file is truncated or not a weights file") from None
