@@ -49,7 +49,7 @@ def _signature(model: type[IRNode], name: str) -> str:
 
 def _describe(value: Any) -> str:
     if isinstance(value, IRNode):
-        return f"{value.model_fields['kind'].default}(...)"
+        return f"{type(value).model_fields['kind'].default}(...)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

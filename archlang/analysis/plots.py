@@ -1,0 +1,71 @@
+"""PNG figures of the analyses, labelled like the papers' figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_prune(curves: Sequence, path: Path, title: str) -> None:
+    """Gated ResNet Fig. 5 (right): test accuracy against the number of removed layers."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for curve in curves:
+        ax.errorbar(curve.removed, curve.accuracy, yerr=curve.spread if any(curve.spread) else None,
+                    marker="o", ms=3, capsize=2, label=curve.strategy)
+    ax.set_xlabel("number of removed layers")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_lesion(baseline: float, lesions: Sequence, path: Path, title: str) -> None:
+    """Highway Fig. 4: training-set error with each layer's transform gate closed, unlesioned as a line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot([x.layer for x in lesions], [x.error for x in lesions], "o-", ms=3, label="lesioned")
+    ax.axhline(baseline, color="k", ls="--", lw=1, label="not lesioned")
+    ax.set_xlabel("lesioned layer")
+    ax.set_ylabel("training set error (%)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_gates(rows: Sequence, activity: dict[str, float], path: Path, title: str) -> bool:
+    """k per block (Gated ResNet Fig. 5 left/7), Dirac a per layer (DiracNets Fig. 4), highway bias/activity."""
+    panels = []
+    for kind, key, label in (("gate", "k", "k"), ("dirac", "a", "a"), ("dirac", "b", "b"),
+                             ("highway", "bias", "transform gate bias")):
+        values = [(r.layer, r.values[key]) for r in rows if r.kind == kind]
+        if values:
+            panels.append((kind, label, values))
+    if activity:
+        panels.append(("highway", "mean transform gate T(x)", list(enumerate(activity.values(), start=1))))
+    if not panels:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    for ax, (kind, label, values) in zip(axes[0], panels):
+        ax.bar([v[0] for v in values], [v[1] for v in values])
+        ax.set_xlabel("block" if kind == "gate" else "layer")
+        ax.set_ylabel(label)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

@@ -1,0 +1,103 @@
+"""A trained network to analyse: a run folder (or a spec plus a weights file), and its data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from archlang.compiler import Compiled, compile_spec
+from archlang.errors import ArchlangError
+from archlang.parser import read_source
+from archlang.weights import load_weights
+
+
+@dataclass
+class LoadedRun:
+    compiled: Compiled
+    model: nn.Module
+    folder: Path | None
+    recipe: dict[str, Any]
+    run_info: dict[str, Any]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise ArchlangError(f"unreadable ({err})", path=str(path)) from None
+
+
+def _run_weights(folder: Path) -> dict[str, torch.Tensor]:
+    final = folder / "model.safetensors"
+    if final.is_file():
+        return load_weights(final)
+    from archlang.train.checkpoint import latest_good_checkpoint
+
+    state = latest_good_checkpoint(folder / "checkpoints")
+    if state is None:
+        raise ArchlangError("the run has no weights yet (no model.safetensors, no checkpoint)", path=str(folder))
+    return state.model
+
+
+def load_run(target: str, weights: str | None = None) -> LoadedRun:
+    """RUN folder, or SPEC (file or text) with --weights; without weights a spec gets its initialisation."""
+    path = Path(target)
+    if path.is_dir():
+        spec_file = path / "spec.arch"
+        if not spec_file.is_file():
+            raise ArchlangError("not a run folder (no spec.arch)", path=str(path),
+                                hint="give a folder written by `archlang train`, or a spec with --weights")
+        compiled = compile_spec(read_source(str(spec_file)))
+        state = load_weights(Path(weights)) if weights else _run_weights(path)
+        recipe_file = path / "recipe.resolved.yaml"
+        recipe = yaml.safe_load(recipe_file.read_text()) if recipe_file.is_file() else {}
+        info = _read_json(path / "run.json")
+        folder: Path | None = path
+    else:
+        compiled = compile_spec(read_source(target))
+        state = load_weights(Path(weights)) if weights else None
+        recipe, info, folder = {}, {}, None
+    model = compiled.build()
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            first = str(err).splitlines()[0]
+            raise ArchlangError(f"the weights do not fit this network ({first})", path=weights or str(path),
+                                hint="use the spec the weights were trained with") from None
+    return LoadedRun(compiled, model.eval(), folder, recipe, info)
+
+
+def data_loader(run: LoadedRun, split: str, data_dir: str | None, subset: int | None = None,
+                batch_size: int = 1000):
+    """Batches of the run's dataset, normalised as in training (no augmentation)."""
+    from archlang.train.data import BatchLoader, load_dataset
+
+    name = run.run_info.get("dataset") or run.recipe.get("dataset")
+    if not name:
+        raise ArchlangError("no dataset known for this network", hint="analyse a run folder, or pass --dataset")
+    where = data_dir or run.run_info.get("data_dir")
+    data = load_dataset(name, data_dir=Path(where) if where else None)
+    chosen = data.train if split == "train" else data.test
+    if subset:
+        chosen = chosen.first(subset)
+    return BatchLoader(chosen, batch_size=batch_size, mean=data.mean, std=data.std,
+                       normalize=run.recipe.get("normalize", "scale"), device=torch.device("cpu"), train=False)
+
+
+@torch.no_grad()
+def error_percent(model: nn.Module, loader) -> float:
+    model.eval()
+    wrong = seen = 0
+    for x, y in loader.batches(0):
+        wrong += int((model(x).argmax(1) != y).sum())
+        seen += int(y.numel())
+    return 100.0 * wrong / max(1, seen)

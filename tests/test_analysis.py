@@ -1,0 +1,179 @@
+"""The papers' analyses on tiny trained runs: the numbers are checked, not only that files exist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import archlang
+from archlang.analysis.prune import lesion, prune
+from archlang.analysis.run import data_loader, error_percent, load_run
+from archlang.analysis.sdi import he_init, sdi
+from archlang.analysis.transform import folded, removable_blocks
+from archlang.cli import main
+from archlang.layers.highway import Highway
+from archlang.train import TrainOptions, train
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_mnist = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(), reason="../shared/data/MNIST absent")
+
+
+def _train(tmp: Path, spec: str, name: str, recipe: str | None = None) -> Path:
+    opts = TrainOptions(progress=False, log=lambda message: None)
+    return train(archlang.compile_spec(spec), recipe=recipe, overrides={"epochs": 1, "batch_size": 32}, out=tmp,
+                 name=name, data_dir=SHARED, subset=320, options=opts)
+
+
+@pytest.fixture(scope="module")
+def gated_run(tmp_path_factory) -> Path:
+    return _train(tmp_path_factory.mktemp("runs"), "mlp(depth=6, width=24, block=gated(residual))", "gated")
+
+
+@pytest.fixture(scope="module")
+def highway_run(tmp_path_factory) -> Path:
+    return _train(tmp_path_factory.mktemp("runs"), "mlp(depth=3, width=24, block=highway, bn=false)", "highway")
+
+
+@needs_mnist
+def test_greedy_pruning_removes_smallest_gates_first_and_rebuilds_smaller_networks(gated_run: Path):
+    run = load_run(str(gated_run))
+    loader = data_loader(run, "test", None)
+    curve = prune(run, loader, "greedy")
+    summary = json.loads((gated_run / "summary.json").read_text())
+    # Nothing removed: exactly the run's own test accuracy.
+    assert curve.accuracy[0] == pytest.approx(100.0 - summary["final_test_error"], abs=1e-9)
+    ks = {path: float(run.model.get_submodule(path).gate.k) for path in curve.order}
+    assert [ks[p] for p in curve.order] == sorted(ks.values())
+    block_params = archlang.compile_spec("mlp(depth=6, width=24, block=gated(residual))").total_params - \
+        archlang.compile_spec("mlp(depth=4, width=24, block=gated(residual))").total_params
+    assert curve.removed == [0, 1, 2, 3]
+    assert [curve.params[0] - p for p in curve.params] == [0, block_params, 2 * block_params, 3 * block_params]
+
+
+@needs_mnist
+def test_random_pruning_spread_vanishes_at_both_ends(gated_run: Path):
+    run = load_run(str(gated_run))
+    loader = data_loader(run, "test", None, subset=500)
+    greedy = prune(run, loader, "greedy", steps=[0, 3])
+    curve = prune(run, loader, "random", steps=[0, 1, 3], seeds=4)
+    assert curve.spread[0] == 0 and curve.spread[-1] == 0
+    assert curve.accuracy[0] == greedy.accuracy[0] and curve.accuracy[-1] == pytest.approx(greedy.accuracy[-1])
+
+
+@needs_mnist
+def test_lesioning_equals_closing_the_transform_gate(highway_run: Path):
+    run = load_run(str(highway_run))
+    loader = data_loader(run, "train", None, subset=320)
+    baseline, lesions = lesion(run, loader)
+    assert baseline == pytest.approx(error_percent(run.model, loader))
+    assert [x.layer for x in lesions] == [1, 2, 3]
+    for x in lesions:
+        model = load_run(str(highway_run)).model
+        layer = model.get_submodule(x.module_path)
+        assert isinstance(layer, Highway)
+        with torch.no_grad():
+            layer.t.weight.zero_()
+            layer.t.bias.fill_(-1e4)  # sigmoid gives exactly 0: T closed
+        assert x.error == pytest.approx(error_percent(model, loader))
+
+
+@needs_mnist
+def test_gates_command_reports_mean_k_of_the_run(gated_run: Path, capsys):
+    assert main(["gates", str(gated_run), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    summary = json.loads((gated_run / "summary.json").read_text())
+    assert data["mean_k"] == pytest.approx(summary["mean_k"])
+    assert len(data["rows"]) == 3 and (gated_run / "analysis" / "gates.png").is_file()
+
+
+@needs_mnist
+def test_highway_gate_activity_is_a_mean_sigmoid(highway_run: Path, capsys):
+    assert main(["gates", str(highway_run), "--json", "--subset", "200"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert all(0.0 < r["mean_T"] < 1.0 for r in rows)
+    assert all(r["values"]["bias"] < -1.0 for r in rows)  # started at -2, one short epoch
+
+
+def _calibrated(spec: str) -> tuple[archlang.Compiled, torch.nn.Module]:
+    compiled = archlang.compile_spec(spec)
+    torch.manual_seed(0)
+    model = compiled.build()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # running statistics = the exact average of the batches seen
+    with torch.no_grad():
+        model.train()
+        for _ in range(4):
+            model(torch.randn(16, *compiled.input_shape))
+    return compiled, model.eval()
+
+
+@pytest.mark.parametrize("spec", ["diracnet(depth=10, k=0.5)", "resnet(depth=18, input=[3, 64, 64])"])
+def test_folding_gives_a_plain_network_with_the_same_outputs(spec: str):
+    compiled, model = _calibrated(spec)
+    network, plain = folded(model, compiled.network)
+    assert not any(item.kind == "dirac" for item in network.items)
+    x = torch.randn(8, *compiled.input_shape)
+    with torch.no_grad():
+        assert float((model(x) - plain(x)).abs().max()) < 1e-5
+    assert sum(p.numel() for p in plain.parameters()) == archlang.compile_spec(
+        __import__("archlang.ir.text", fromlist=["to_spec"]).to_spec(network)).total_params
+
+
+def test_fold_command_writes_weights_and_a_spec(tmp_path: Path, capsys):
+    compiled, model = _calibrated("diracnet(depth=10, k=0.5)")
+    from archlang.weights import save_weights
+
+    save_weights(model, tmp_path / "w.safetensors")
+    out = tmp_path / "folded.safetensors"
+    assert main(["fold", "diracnet(depth=10, k=0.5)", "--weights", str(tmp_path / "w.safetensors"),
+                 "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["max_abs_diff"] < 1e-5 and result["params_after"] < result["params_before"]
+    assert main(["compile", str(out.with_suffix(".arch")), "--depth", "0"]) == 0
+
+
+@pytest.mark.parametrize(
+    "spec, kind, expected",
+    [
+        ("mlp(depth=3, width=50)", "plain", 3 * 50 + 2),
+        ("mlp(depth=4, width=50, block=residual)", "residual", 2 * 50 + 2),
+        # The paper's +2 counts a bias variance 2/n that its own setting (constant gate bias) excludes.
+        ("mlp(depth=3, width=50, block=highway, bn=false, bias_init=-4)", "highway", 2 * 50),
+        ("mlp(depth=4, width=50, block=gated(residual, k_init=0.5))", "gated", 0.25),
+    ],
+)
+def test_sampled_tsdi_matches_the_papers_closed_forms_under_he_init(spec: str, kind: str, expected: float):
+    rows = sdi(archlang.compile_spec(spec), samples=30, c=-4.0, init=he_init)
+    assert rows and all(r.kind == kind for r in rows)
+    mean = sum(r.measured for r in rows) / len(rows)
+    assert mean == pytest.approx(expected, rel=0.04)
+
+
+def test_removable_blocks_skip_projection_blocks():
+    compiled = archlang.compile_spec("wrn(depth=16, k=2)")
+    blocks = removable_blocks(compiled.network)
+    # The first block of each group changes width (projection): 2 of each 2-block group remain removable... 1 each.
+    assert len(blocks) == 3 and all(b.kind == "residual" for b in blocks)
+
+
+def test_export_onnx_and_torchscript_match_torch(tmp_path: Path):
+    ort = pytest.importorskip("onnxruntime")
+    spec = "wrn(depth=10, k=1, block=gated(B(3,3)), input=[3, 16, 16])"
+    compiled = archlang.compile_spec(spec)
+    torch.manual_seed(0)
+    model = compiled.build().eval()
+    from archlang.weights import save_weights
+
+    save_weights(model, tmp_path / "w.safetensors")
+    onnx_path, ts_path = tmp_path / "m.onnx", tmp_path / "m.ts"
+    assert main(["export", spec, "--weights", str(tmp_path / "w.safetensors"), "--onnx", str(onnx_path),
+                 "--torchscript", str(ts_path)]) == 0
+    x = torch.randn(5, 3, 16, 16)
+    expected = model(x).detach()
+    got = ort.InferenceSession(str(onnx_path)).run(None, {"input": x.numpy()})[0]
+    assert float((torch.from_numpy(got) - expected).abs().max()) < 1e-5
+    assert float((torch.jit.load(str(ts_path))(x) - expected).abs().max()) < 1e-6
