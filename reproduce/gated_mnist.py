@@ -1,0 +1,66 @@
+"""Gated ResNet (later version) Tables 1 and 2: plain, residual and gated FC nets on MNIST, d = 2..100.
+
+    python reproduce/gated_mnist.py            # runs (or resumes) all 15, two side by side
+    python reproduce/gated_mnist.py --collect-only
+
+Recipe gated-mnist: NAdam lr 0.002, batch 128, 100 epochs, pixels/255 (paper sec. 3.1).
+"""
+
+from __future__ import annotations
+
+import json
+
+from jobs import ROOT, Job, merge_results, parser, run_all, summary
+
+PAPER = "Gated ResNet (Savarese et al., later version)"
+DEPTHS = (2, 10, 20, 50, 100)
+# Table 1 test error (%) and Table 2 mean k, as printed.
+TABLE1 = {"plain": (2.29, 2.22, 2.21, 60.37, 90.20), "residual": (2.20, 1.64, 1.61, 1.62, 1.50),
+          "gated": (2.17, 1.60, 1.57, 1.48, 1.26)}
+TABLE2 = (5.58, 2.54, 1.73, 1.04, 0.67)
+BLOCKS = {"plain": "plain", "residual": "residual", "gated": "gated(residual)"}
+
+
+def jobs() -> list[Job]:
+    # Deepest first, so the longest runs start early and the two workers finish together.
+    return [Job(f"gated-mnist/{kind}-d{d}", f"mlp(depth={d}, width=50, block={BLOCKS[kind]})", "gated-mnist")
+            for d in reversed(DEPTHS) for kind in ("gated", "residual", "plain")]
+
+
+def results(data_dir: str) -> list[dict]:
+    entries = []
+    for job in jobs():
+        s = summary(job)
+        if not s or s["status"] != "finished":
+            continue
+        kind, d = job.name.split("/")[1].rsplit("-d", 1)
+        i = DEPTHS.index(int(d))
+        scale = f"full scale: all 60,000 MNIST training images, {s['epochs']} epochs, 1 run (paper: 1 run)"
+        base = {"paper": PAPER, "spec": job.spec, "epochs": s["epochs_done"], "scale": scale,
+                "command": " ".join(job.command("../shared/data")), "seconds": s["seconds"]}
+        entries.append({**base, "table": "Table 1", "metric": f"test error (%), {kind}, d={d}",
+                        "paper_value": TABLE1[kind][i], "ours": round(s["final_test_error"], 2)})
+        if kind == "gated":
+            entries.append({**base, "table": "Table 2", "metric": f"mean k, d={d}", "paper_value": TABLE2[i],
+                            "ours": round(s["mean_k"], 2)})
+    return entries
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    if not args.collect_only:
+        wall = run_all(jobs(), args.data_dir, args.parallel, args.threads)
+        print(f"wall time this invocation: {wall / 60:.1f} min ({args.parallel} runs side by side, "
+              f"{args.threads} thread each)")
+        timing = ROOT / "reproduce" / "timing.json"
+        data = json.loads(timing.read_text()) if timing.is_file() else {}
+        data.setdefault("gated_mnist_wall_s", []).append(round(wall, 1))
+        timing.write_text(json.dumps(data, indent=2) + "\n")
+    entries = results(args.data_dir)
+    merge_results([e for e in entries if e["table"] == "Table 1"], (PAPER, "Table 1"))
+    merge_results([e for e in entries if e["table"] == "Table 2"], (PAPER, "Table 2"))
+    print(f"{len(entries)} results in reproduce/results.json")
+
+
+if __name__ == "__main__":
+    main()

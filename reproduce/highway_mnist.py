@@ -1,0 +1,81 @@
+"""Highway networks section 3.1 / Figure 1: plain vs highway FC nets of 10, 20, 50 and 100 layers on MNIST.
+
+    python reproduce/highway_mnist.py [--epochs 20]
+
+Every net has a first plain layer, then 9/19/49/99 plain layers of 71 units or highway layers of 50
+blocks (about 5,000 parameters per layer either way), then softmax; no batchnorm (paper sec. 3.1).
+Recipe highway-mnist (the authors' published MNIST solver values; see the YAML). The figure is
+the training loss per epoch; results.json gets the final training loss of each net.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jobs import ROOT, Job, merge_results, parser, run_all, summary
+
+PAPER = "Highway networks (Srivastava et al.)"
+LAYERS = (10, 20, 50, 100)
+
+
+def jobs(epochs: int) -> list[Job]:
+    out = []
+    for layers in reversed(LAYERS):
+        out.append(Job(f"highway-mnist/highway-{layers}", f"mlp(depth={layers - 1}, width=50, block=highway, bn=false)",
+                       "highway-mnist", ["--epochs", str(epochs)]))
+        out.append(Job(f"highway-mnist/plain-{layers}", f"mlp(depth={layers - 1}, width=71, block=plain, bn=false)",
+                       "highway-mnist", ["--epochs", str(epochs)]))
+    return out
+
+
+def plot(all_jobs: list[Job]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(LAYERS), figsize=(4 * len(LAYERS), 3.2), sharey=True)
+    for ax, layers in zip(axes, LAYERS):
+        for job in all_jobs:
+            kind, n = job.name.split("/")[1].rsplit("-", 1)
+            metrics = job.folder / "metrics.jsonl"
+            if int(n) != layers or not metrics.is_file():
+                continue
+            history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            ax.semilogy([h["epoch"] for h in history], [h["train_loss"] for h in history], label=kind)
+        ax.set_title(f"{layers} layers")
+        ax.set_xlabel("epoch")
+        ax.legend()
+    axes[0].set_ylabel("mean training cross-entropy")
+    fig.tight_layout()
+    fig.savefig(ROOT / "reproduce" / "highway_fig1.png", dpi=110)
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--epochs", type=int, default=20, help="epochs per net (the CPU budget; the paper's are longer)")
+    args = p.parse_args()
+    all_jobs = jobs(args.epochs)
+    if not args.collect_only:
+        wall = run_all(all_jobs, args.data_dir, args.parallel, args.threads)
+        print(f"wall time: {wall / 60:.1f} min")
+    entries = []
+    for job in all_jobs:
+        s = summary(job)
+        if not s or s["status"] != "finished":
+            continue
+        kind, n = job.name.split("/")[1].rsplit("-", 1)
+        entries.append({
+            "paper": PAPER, "table": "Figure 1", "spec": job.spec,
+            "metric": f"final training loss, {kind}, {n} layers",
+            "paper_value": "< 1e-4 (plain 10 and 20 layers; curves only)" if kind == "plain" and int(n) <= 20 else None,
+            "ours": float(f"{s['final_train_loss']:.3g}"), "epochs": s["epochs_done"],
+            "scale": f"full MNIST training set, {s['epochs_done']} epochs (paper: longer, best of a 100-run search)",
+            "command": " ".join(job.command("../shared/data")), "seconds": s["seconds"]})
+    merge_results(entries, (PAPER, "Figure 1"))
+    plot(all_jobs)
+    print(f"{len(entries)} results; figure reproduce/highway_fig1.png")
+
+
+if __name__ == "__main__":
+    main()

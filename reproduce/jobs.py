@@ -1,0 +1,103 @@
+"""Run a list of `archlang train` jobs side by side, resumably, and collect their results.
+
+Each job is one `archlang train` command line (the same a user would type), run as its own
+process with one thread: the papers' small nets are dispatch-bound on CPU, so two
+single-threaded runs side by side beat one run on two threads. A job whose run folder
+exists is resumed from its newest checkpoint; a finished one is skipped. Interrupt at any
+time and start the script again, in this session or the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "reproduce" / "runs"
+RESULTS = ROOT / "reproduce" / "results.json"
+
+
+@dataclass
+class Job:
+    name: str
+    spec: str
+    recipe: str
+    extra: list[str] = field(default_factory=list)  # further train flags (e.g. --epochs 20)
+
+    @property
+    def folder(self) -> Path:
+        return RUNS / self.name
+
+    def command(self, data_dir: str) -> list[str]:
+        """The command to record: what a user types to reproduce this number."""
+        return ["archlang", "train", self.spec, "--recipe", self.recipe, *self.extra,
+                "--data-dir", data_dir, "--out", "reproduce/runs", "--name", self.name]
+
+    def status(self) -> str:
+        summary = self.folder / "summary.json"
+        if summary.is_file():
+            return json.loads(summary.read_text()).get("status", "unknown")
+        return "running" if (self.folder / "run.json").is_file() else "new"
+
+
+def _argv(job: Job, data_dir: str, threads: int) -> list[str]:
+    exe = [sys.executable, "-m", "archlang"]
+    if job.status() in ("running", "stopped", "unknown"):
+        return [*exe, "train", job.spec, "--recipe", job.recipe, *job.extra, "--data-dir", data_dir,
+                "--resume", str(job.folder), "--threads", str(threads), "--no-progress"]
+    return [*exe, "train", job.spec, "--recipe", job.recipe, *job.extra, "--data-dir", data_dir,
+            "--out", str(RUNS), "--name", job.name, "--threads", str(threads), "--no-progress"]
+
+
+def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int) -> float:
+    """Run every unfinished job, `parallel` at a time; return the wall time in seconds."""
+    RUNS.mkdir(parents=True, exist_ok=True)
+    pending = [j for j in jobs if j.status() != "finished"]
+    running: list[tuple[Job, subprocess.Popen, object]] = []
+    start = time.monotonic()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MALLOC_MMAP_MAX_": "0",
+           "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+    while pending or running:
+        while pending and len(running) < parallel:
+            job = pending.pop(0)
+            job.folder.parent.mkdir(parents=True, exist_ok=True)
+            log = open(RUNS / f"{job.name}.log", "a")
+            argv = _argv(job, data_dir, threads)
+            print(f"[{time.strftime('%H:%M:%S')}] start {job.name}: {shlex.join(argv[2:])}", flush=True)
+            running.append((job, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), log))
+        time.sleep(2)
+        for entry in running[:]:
+            job, proc, log = entry
+            if proc.poll() is not None:
+                log.close()  # type: ignore[attr-defined]
+                running.remove(entry)
+                print(f"[{time.strftime('%H:%M:%S')}] {job.name}: exit {proc.returncode}, {job.status()}", flush=True)
+    return time.monotonic() - start
+
+
+def summary(job: Job) -> dict | None:
+    path = job.folder / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def merge_results(entries: list[dict], replace_prefix: tuple[str, str]) -> None:
+    """Replace this script's entries (matched by paper and table) in results.json, keep the others."""
+    existing = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    kept = [e for e in existing if (e["paper"], e["table"]) != replace_prefix]
+    RESULTS.write_text(json.dumps(kept + entries, indent=2) + "\n")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"), help="where the dataset is")
+    p.add_argument("--parallel", type=int, default=2, help="runs side by side (default 2: one per core)")
+    p.add_argument("--threads", type=int, default=1, help="threads per run")
+    p.add_argument("--collect-only", action="store_true", help="only gather finished runs into results.json")
+    return p
