@@ -199,7 +199,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open, not a dict)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ArchlangError(f"checkpoint is truncated or corrupted ({exc})", path=str(path)) from None
     if meta.get("format") != "archlang-checkpoint-1":
@@ -224,6 +224,9 @@ def read_checkpoint(path: Path) -> Checkpoint:
 def latest_good_checkpoint(folder: Path, warn: Any = None) -> Checkpoint | None:
     """The newest checkpoint that verifies; damaged newer ones are reported and skipped."""
     warn = warn or (lambda message: print(message, file=sys.stderr))
+    if folder.is_dir():  # temporaries of writes cut short by a kill: never a checkpoint, drop them
+        for stale in folder.glob(".ckpt-*.tmp-*"):
+            stale.unlink(missing_ok=True)
     damaged: list[ArchlangError] = []
     for path in reversed(list_checkpoints(folder)):
         try:

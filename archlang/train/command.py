@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0,
-                   help="also checkpoint inside an epoch this often (default: 5)")
+                   help="also checkpoint inside an epoch this often (default: 5; 0: after every step)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="checkpoint and stop after this long; continue later with --resume")
     p.add_argument("--max-steps", type=int, help="checkpoint and stop after this many optimizer steps")
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, bf16=args.bf16, channels_last=args.channels_last, compile=args.compile,
         threads=args.threads, progress=not args.no_progress, download=args.download,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        checkpoint_every_s=max(1.0, args.checkpoint_minutes * 60.0),
+        checkpoint_every_s=max(0.0, args.checkpoint_minutes * 60.0),
         max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit else None,
     )
     folder = train(compiled, recipe=recipe, overrides=overrides, out=args.out, name=args.name, resume=args.resume,

@@ -13,10 +13,10 @@ import hashlib
 import io
 import os
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -48,10 +48,10 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def first(self, n: int) -> "Split":
+    def first(self, n: int) -> Split:
         return Split(self.images[:n], self.labels[:n])
 
-    def to(self, device: torch.device) -> "Split":
+    def to(self, device: torch.device) -> Split:
         return Split(self.images.to(device), self.labels.to(device))
 
 
@@ -170,7 +170,7 @@ def _stack(arrays: list[np.ndarray], entries: list[_Entry], where: str) -> torch
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def _decode_tree(entries: list[_Entry], read: "callable", where: str) -> dict[str, Split]:
+def _decode_tree(entries: list[_Entry], read: callable, where: str) -> dict[str, Split]:
     classes = sorted({e.label for e in entries if e.split == "train"})
     index = {c: i for i, c in enumerate(classes)}
     splits: dict[str, Split] = {}
@@ -197,10 +197,10 @@ def _cache_key(path: Path) -> str:
 
 
 def _load_cache(cache: Path) -> tuple[dict[str, Split], list[str]] | None:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    from safetensors import safe_open
     import json
+
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
 
     if not cache.is_file():
         return None
@@ -215,6 +215,7 @@ def _load_cache(cache: Path) -> tuple[dict[str, Split], list[str]] | None:
 
 def _save_cache(cache: Path, splits: dict[str, Split], classes: list[str]) -> None:
     import json
+
     from safetensors.torch import save
 
     from archlang.train.checkpoint import atomic_write_bytes
@@ -235,7 +236,7 @@ def load_imagefolder(path: Path, cache_dir: Path | None = None) -> tuple[dict[st
     if not path.exists():
         raise ArchlangError("ImageFolder data not found", path=str(path),
                             hint="expected a folder or a .zip with train/<class>/*.jpg and test/<class>/*.jpg")
-    cache = (cache_dir or default_cache_dir()) / f"{path.name}-{_cache_key(path)}.safetensors"
+    cache = (cache_dir or default_cache_dir()) / f"{path.name}-{_cache_key(path)}-v2.safetensors"
     cached = _load_cache(cache)
     if cached is not None:
         return cached
@@ -251,12 +252,16 @@ def load_imagefolder(path: Path, cache_dir: Path | None = None) -> tuple[dict[st
         read = lock_free_reads.__getitem__
     else:
         entries = _split_entries([str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()])
-        read = lambda name: (path / name).read_bytes()  # noqa: E731
+        read = lambda name: (path / name).read_bytes()
     if not entries:
         raise ArchlangError("no images found in ImageFolder layout", path=str(path),
                             hint="expected train/<class>/*.jpg and test/<class>/*.jpg")
     splits = _decode_tree(entries, read, str(path))
     classes = splits.pop("classes")  # type: ignore[arg-type]
+    # ImageFolder order is class by class, so "the first N images" (--subset) would be one class.
+    # A fixed permutation (the same on every machine) mixes them, like the official binary files.
+    order = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(0))
+    splits["train"] = Split(splits["train"].images[order].contiguous(), splits["train"].labels[order].contiguous())
     _save_cache(cache, splits, classes)
     return splits, classes
 

@@ -8,9 +8,10 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from torch import nn
 from archlang.errors import ArchlangError
 from archlang.train import checkpoint as ckpt
 from archlang.train import model_tools, plots, runfolder
-from archlang.train.data import BatchLoader, Dataset, KNOWN_SHAPES, load_dataset
+from archlang.train.data import BatchLoader, Dataset, load_dataset
 from archlang.train.recipes import Recipe, ResolvedRecipe, build_recipe
 
 
@@ -114,7 +115,14 @@ class _Progress:
     def __init__(self, enabled: bool) -> None:
         self.bar = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -195,6 +203,8 @@ def train(
         if subset is not None and subset != saved_subset:
             raise ArchlangError(f"cannot resume: this run used --subset {saved_subset}, not {subset}", path=str(folder))
         subset = saved_subset
+        if data_dir is None:  # the data the run started with, unless told otherwise
+            data_dir = runfolder.read_run_hashes(folder).get("data_dir")
         recipe_label = runfolder.read_run_hashes(folder).get("recipe_name") or resolved.name
     else:
         recipe_label = resolved.name
@@ -236,14 +246,14 @@ def train(
     else:
         runfolder.write_identity(folder, ident, {
             "recipe_name": recipe_label, "family": compiled.family, "dataset": data.name, "data_origin": data.origin,
-            "subset": subset, "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "log"},
+            "subset": subset, "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "log"},
             "torch": torch.__version__, "params": compiled.total_params,
         })
         runfolder.rewrite_metrics(folder, [])
 
     dtype = torch.float32
-    loader_kwargs = dict(mean=data.mean, std=data.std, normalize=r.normalize, device=device,
-                         channels_last=opts.channels_last, dtype=dtype)
+    loader_kwargs: dict[str, Any] = {"mean": data.mean, "std": data.std, "normalize": r.normalize, "device": device,
+                                     "channels_last": opts.channels_last, "dtype": dtype}
     train_loader = BatchLoader(train_split, batch_size=r.batch_size, train=True, crop_pad=r.crop_pad, pad_mode=r.pad_mode,
                                flip=r.flip, seed=r.seed, **loader_kwargs)
     test_loader = BatchLoader(data.test, batch_size=r.eval_batch_size, train=False, **loader_kwargs)

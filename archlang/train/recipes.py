@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -74,7 +75,7 @@ class Recipe(BaseModel):
     bn_momentum: float | None = Field(None, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
-    def _check_schedule(self) -> "Recipe":
+    def _check_schedule(self) -> Recipe:
         if self.schedule == "multistep":
             if not self.milestones:
                 raise ValueError("schedule 'multistep' needs milestones (epochs, or fractions of the epochs)")

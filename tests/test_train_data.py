@@ -1,0 +1,136 @@
+"""Data: whole-dataset uint8 loading, ImageFolder zips, batched augmentation, clear errors."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from archlang.errors import ArchlangError
+from archlang.train.data import BatchLoader, Split, load_dataset, load_imagefolder
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_mnist = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(), reason="../shared/data/MNIST absent")
+
+
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _write_zip(path: Path, per_class: int = 3, size: int = 8) -> dict[str, list[np.ndarray]]:
+    rng = np.random.default_rng(0)
+    written: dict[str, list[np.ndarray]] = {}
+    with zipfile.ZipFile(path, "w") as z:
+        for split in ("train", "test"):
+            for label in ("cat", "ant"):  # not in sorted order: ImageFolder sorts classes
+                for i in range(per_class):
+                    img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                    z.writestr(f"data/{split}/{label}/{i:04d}.png", _png(img))
+                    written.setdefault(f"{split}/{label}", []).append(img)
+    return written
+
+
+@needs_mnist
+def test_mnist_loads_whole_as_uint8() -> None:
+    data = load_dataset("mnist", data_dir=SHARED)
+    assert data.train.images.shape == (60000, 1, 28, 28) and data.train.images.dtype == torch.uint8
+    assert data.test.images.shape == (10000, 1, 28, 28)
+    assert abs(float(data.mean[0]) - 0.1307) < 1e-3 and abs(float(data.std[0]) - 0.3081) < 1e-3
+
+
+def test_missing_dataset_names_path_and_how_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(ArchlangError) as info:
+        load_dataset("cifar10", data_dir=tmp_path, download=False)
+    text = info.value.render()
+    assert text.startswith(f"{tmp_path}: error: cifar10 dataset not found")
+    assert "--data-dir" in text and "download" in text
+    with pytest.raises(ArchlangError, match="does not exist"):
+        load_dataset("mnist", data_dir=tmp_path / "nowhere")
+
+
+def test_partial_mnist_folder_is_a_clear_error(tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 10)  # truncated
+    with pytest.raises(ArchlangError) as info:
+        load_dataset("mnist", data_dir=tmp_path, download=False)
+    assert str(tmp_path) in info.value.render() and "mnist dataset not found" in info.value.render()
+
+
+def test_imagefolder_zip_decodes_in_imagefolder_order_and_caches(tmp_path: Path) -> None:
+    written = _write_zip(tmp_path / "tiny.zip")
+    splits, classes = load_imagefolder(tmp_path / "tiny.zip", cache_dir=tmp_path / "cache")
+    assert classes == ["ant", "cat"]
+    assert splits["test"].labels.tolist() == [0, 0, 0, 1, 1, 1]  # test split: ImageFolder order
+    assert torch.equal(splits["test"].images[3].permute(1, 2, 0), torch.from_numpy(written["test/cat"][0]))
+    # train split: a fixed shuffle, so that --subset N is not N images of one class
+    assert sorted(splits["train"].labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert splits["train"].labels.tolist() != [0, 0, 0, 1, 1, 1]
+    for image, label in zip(splits["train"].images, splits["train"].labels):
+        pool = written["train/ant" if label == 0 else "train/cat"]
+        assert any(np.array_equal(image.permute(1, 2, 0).numpy(), p) for p in pool)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    again, _ = load_imagefolder(tmp_path / "tiny.zip", cache_dir=tmp_path / "cache")
+    assert torch.equal(again["test"].images, splits["test"].images)
+
+
+def test_corrupt_zip_and_corrupt_image_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ArchlangError, match="not a readable zip"):
+        load_imagefolder(tmp_path / "broken.zip", cache_dir=tmp_path / "c")
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as z:
+        z.writestr("train/a/0.png", b"garbage")
+        z.writestr("test/a/0.png", b"garbage")
+    with pytest.raises(ArchlangError) as info:
+        load_imagefolder(tmp_path / "bad.zip", cache_dir=tmp_path / "c")
+    assert "corrupted image" in info.value.render() and "train/a/0.png" in info.value.render()
+
+
+def _loader(split: Split, **kw) -> BatchLoader:
+    args = {"batch_size": 4, "mean": torch.zeros(3), "std": torch.ones(3), "normalize": "scale",
+            "device": torch.device("cpu"), "train": True, "seed": 3}
+    args.update(kw)
+    return BatchLoader(split, **args)
+
+
+def test_batched_crop_and_flip_match_reflect_pad_reference() -> None:
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8, generator=g), torch.arange(10))
+    loader = _loader(split, crop_pad=2, flip=True)
+    plan = loader.plan(epoch=5)
+    padded = F.pad(split.images.float(), (2, 2, 2, 2), mode="reflect")
+    got = torch.cat([x for x, _ in loader.batches(5)])
+    for i, idx in enumerate(plan.order.tolist()):
+        oy, ox = plan.offsets[i].tolist()
+        want = padded[idx, :, oy:oy + 8, ox:ox + 8]
+        if plan.flips[i]:
+            want = want.flip(-1)
+        assert torch.allclose(got[i], want / 255.0)
+    assert plan.flips.any() and not plan.flips.all()
+    assert not torch.equal(loader.plan(6).order, plan.order)
+
+
+def test_resuming_mid_epoch_replays_the_same_batches() -> None:
+    split = Split(torch.randint(0, 256, (11, 3, 8, 8), dtype=torch.uint8), torch.arange(11))
+    loader = _loader(split, crop_pad=2, flip=True)
+    full = list(loader.batches(2))
+    tail = list(loader.batches(2, start_step=2))
+    assert len(full) == 3 and len(tail) == 1
+    assert torch.equal(full[2][0], tail[0][0]) and torch.equal(full[2][1], tail[0][1])
+
+
+def test_normalisation_mean_std() -> None:
+    split = Split(torch.full((2, 3, 4, 4), 255, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
+    mean, std = torch.tensor([0.5, 0.25, 0.0]), torch.tensor([0.5, 0.25, 1.0])
+    loader = _loader(split, train=False, normalize="meanstd", mean=mean, std=std)
+    x, _ = next(loader.batches(0))
+    assert torch.allclose(x[0, :, 0, 0], torch.tensor([1.0, 3.0, 1.0]))
