@@ -103,7 +103,7 @@ def shortcut_plan(node: core.Residual, in_shape: Shape, body_shape: Shape) -> Sh
     kind = node.shortcut if isinstance(node.shortcut, str) else "node"
     if kind == "node":
         return ShortcutPlan("node")
-    if kind == "identity" or (kind == "auto" and in_shape == body_shape):
+    if kind == "identity" or (kind in ("auto", "zeropad") and in_shape == body_shape):
         if in_shape != body_shape:
             raise _error(node, f"the residual body maps {shape_text(in_shape)} to {shape_text(body_shape)}, "
                          "but an identity shortcut needs equal shapes",

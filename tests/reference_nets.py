@@ -21,8 +21,8 @@ layer: H weight, H bias, T weight, T bias), so weights can be copied positionall
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class Gate(nn.Module):
@@ -55,7 +55,7 @@ class PreActBlock(nn.Module):
         super().__init__()
         no = widths[-1]
         self.ni, self.no, self.stride = ni, no, stride
-        self.dropout = dropout
+        self.drop = nn.Dropout(dropout) if dropout > 0 else None
         self.shortcut_kind = shortcut
         layers: list[nn.Module] = []
         c = ni
@@ -76,8 +76,8 @@ class PreActBlock(nn.Module):
         y = self.layers[1](o1)
         for i in range(2, len(self.layers), 2):
             y = F.relu(self.layers[i](y))
-            if self.dropout > 0:
-                y = F.dropout(y, self.dropout, self.training)
+            if self.drop is not None:
+                y = self.drop(y)
             y = self.layers[i + 1](y)
         if self.proj is not None:  # projection of the pre-activated input
             s = self.proj(o1)
@@ -176,10 +176,10 @@ def ncrelu(x: torch.Tensor) -> torch.Tensor:
 def dirac_delta(ni: int, no: int, k: int) -> torch.Tensor:
     """Identity over min(ni, no) channels, repeated along the larger side (DiracNets sec. 2.1)."""
     n = min(ni, no)
-    eye = torch.zeros(n, n, k, k)
-    for i in range(n):
-        eye[i, i, k // 2, k // 2] = 1.0
-    return eye.repeat(max(no // ni, 1), max(ni // no, 1), 1, 1)
+    eye = torch.zeros(n, n, k, k, device="cpu")  # built on the CPU: meta-device eye/index_put are slow
+    idx = torch.arange(n, device="cpu")
+    eye[idx, idx, k // 2, k // 2] = 1.0
+    return eye.repeat(max(no // ni, 1), max(ni // no, 1), 1, 1).to(torch.empty(0).device)
 
 
 class DiracConv(nn.Module):
@@ -216,10 +216,10 @@ class DiracNetCifarRef(nn.Module):
     """Stem conv3x3(3->16k)-BN-ReLU; 3 groups of 2N Dirac layers; 2x2 max-pool between groups;
     8x8 average pool; Linear."""
 
-    def __init__(self, depth: int, k: int, classes: int = 10) -> None:
+    def __init__(self, depth: int, k: float, classes: int = 10) -> None:
         super().__init__()
         n = (depth - 4) // 6
-        widths = [16 * k, 32 * k, 64 * k]
+        widths = [int(16 * k), int(32 * k), int(64 * k)]
         self.conv = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(widths[0])
         self.groups = nn.ModuleList()

@@ -13,13 +13,16 @@ from pydantic import Field, field_validator, model_validator
 from archlang.ir.base import FieldProblem, IRNode
 from archlang.ir.core import (
     BatchNorm, Conv, Dirac, Dropout, Flatten, Gated, GlobalAvgPool, Highway, Input, Linear, MaxPool,
-    NCReLU, PosInt, Probability, ReLU, Residual, Seq, Tanh,
+    Kernel, NCReLU, PosInt, Probability, ReLU, Residual, Seq, Tanh,
 )
 
 Classes = Annotated[int, Field(gt=0, le=100_000)]
 Width = Annotated[int, Field(gt=0, le=100_000)]
-# Families refuse depths that would expand into millions of nodes before expanding anything.
-Depth = Annotated[int, Field(gt=0, le=20_000)]
+# Families refuse depths that would expand into tens of thousands of nodes before expanding anything
+# (expansion and shape inference cost about 0.1 ms a node). The deepest network of the papers is
+# ResNet-1202; twice the papers' deepest leaves room for experiments and keeps compiling under a second.
+MAX_DEPTH = 2_000
+Depth = Annotated[int, Field(gt=0, le=MAX_DEPTH)]
 Shape = list[PosInt]
 
 
@@ -27,7 +30,7 @@ class BlockType(IRNode):
     """B(3,3), B(1,3,1), ...: the kernel sizes of the convolutions of one WRN block (WRN sec. 2.1)."""
 
     kind: Literal["B"] = "B"
-    kernels: list[PosInt]
+    kernels: list[Kernel]
     variadic: ClassVar[str | None] = "kernels"
     doc: ClassVar[str] = "WRN block type B(M): kernel sizes of the convolutions in a block (WRN sec. 2.1)"
 
@@ -90,7 +93,7 @@ class Wrn(Family):
     k: Annotated[int, Field(gt=0, le=1000)] = 1
     block: Union[BlockType, Gated] = Field(default_factory=lambda: BlockType(kernels=[3, 3]))
     dropout: Probability = 0.0
-    n: Optional[Annotated[int, Field(gt=0, le=3000)]] = None
+    n: Optional[Annotated[int, Field(gt=0, le=MAX_DEPTH)]] = None
     width: Width = 16
     classes: Classes = 10
     input: Shape = Field(default_factory=lambda: [3, 32, 32])
@@ -117,6 +120,10 @@ class Wrn(Family):
         elif self.depth is not None and self.depth != 3 * convs * self.n + 4:
             raise FieldProblem("n", f"depth={self.depth} and n={self.n} disagree: n={self.n} gives depth "
                                f"{3 * convs * self.n + 4}", hint="give only one of depth= and n=")
+        elif 3 * convs * self.n + 4 > MAX_DEPTH:
+            raise FieldProblem("n", f"n={self.n} with blocks of {convs} convolutions gives depth "
+                               f"{3 * convs * self.n + 4}, more than the {MAX_DEPTH} allowed",
+                               hint=f"use n <= {(MAX_DEPTH - 4) // (3 * convs)}")
         return self
 
     @property
@@ -163,9 +170,9 @@ class PreactResnet(Family):
     @model_validator(mode="after")
     def _depth_rule(self) -> "PreactResnet":
         if self.bottleneck:
-            _groups_of(self.depth, 2, 9, "depth", "9n + 2 (bottleneck)")
+            _groups_of(self.depth, 2, 9, "depth", "9N + 2 (bottleneck)")
         else:
-            _groups_of(self.depth, 2, 6, "depth", "6n + 2")
+            _groups_of(self.depth, 2, 6, "depth", "6N + 2")
         if self.bottleneck and self.shortcut == "zeropad":
             raise FieldProblem("shortcut", "bottleneck ResNets use projection shortcuts")
         return self
@@ -173,7 +180,8 @@ class PreactResnet(Family):
     def _block(self, width: int, stride: int, first: bool) -> Residual:
         if self.bottleneck:
             mid = width // 4
-            body: list[IRNode] = [Conv(out=mid, kernel=1), BatchNorm(), ReLU(), Conv(out=mid, stride=stride),
+            # The stride sits on the first 1x1, as in resnet-pre-act.lua (KaimingHe/resnet-1k-layers).
+            body: list[IRNode] = [Conv(out=mid, kernel=1, stride=stride), BatchNorm(), ReLU(), Conv(out=mid),
                                   BatchNorm(), ReLU(), Conv(out=width, kernel=1)]
         else:
             body = [Conv(out=width, stride=stride), BatchNorm(), ReLU(), Conv(out=width)]
@@ -205,6 +213,15 @@ class Resnet(Family):
     input: Shape = Field(default_factory=lambda: [3, 224, 224])
     positional: ClassVar[tuple[str, ...] | None] = ("depth",)
     doc: ClassVar[str] = "ImageNet ResNet (He et al. 2016a) with torchvision's layout and parameter count"
+
+    @field_validator("depth", mode="before")
+    @classmethod
+    def _integer_depth(cls, depth: object) -> object:
+        # Literal[18, ...] would take 18.0 (equal, same hash); a depth is written as an integer.
+        if isinstance(depth, float):
+            raise FieldProblem("depth", f"depth must be an integer, got {depth!r}",
+                               hint=f"write {int(depth)} without a decimal point" if depth.is_integer() else None)
+        return depth
 
     def _block(self, width: int, stride: int, in_width: int, bottleneck: bool) -> Residual:
         out = width * 4 if bottleneck else width
@@ -238,7 +255,7 @@ class Diracnet(Family):
     depth: Depth
     k: Annotated[float, Field(gt=0, le=1000)] = 1.0
     dataset: Literal["cifar", "imagenet"] = "cifar"
-    groups: Optional[list[Annotated[int, Field(gt=0, le=5000)]]] = None
+    groups: Optional[list[Annotated[int, Field(gt=0, le=MAX_DEPTH // 2)]]] = None
     a_init: float = 5.0
     b_init: float = 1e-3
     classes: Optional[Classes] = None
@@ -259,9 +276,13 @@ class Diracnet(Family):
             if self.groups is None and self.depth not in (18, 34):
                 raise FieldProblem("depth", f"no ImageNet DiracNet layout for depth {self.depth}",
                                    hint="use depth 18 or 34, or give groups=[...] (blocks of 2 layers per group)")
+        if self.groups is not None and 2 * sum(self.groups) > MAX_DEPTH:
+            raise FieldProblem("groups", f"groups={self.groups} give {2 * sum(self.groups)} layers, more than the "
+                               f"{MAX_DEPTH} allowed")
         for name in ("k",):
             if not float(self.k * 16).is_integer():
-                raise FieldProblem(name, f"k={self.k} does not give whole channel counts (16k = {16 * self.k})")
+                raise FieldProblem(name, f"k={self.k} does not give whole channel counts (16k = {16 * self.k})",
+                                   hint=f"use a multiple of 1/16, e.g. k={max(1, round(16 * self.k)) / 16:g}")
         return self
 
     def _widths(self, base: int) -> list[int]:
@@ -281,7 +302,8 @@ class Diracnet(Family):
 
     def expand(self, gate_k: float | None = None) -> Seq:
         if gate_k is not None:
-            raise FieldProblem(None, "a DiracNet has no residual blocks to gate")
+            raise FieldProblem(None, "a DiracNet has no residual blocks to gate",
+                               hint="gated(...) applies to wrn, preact_resnet, resnet and mlp")
         imagenet = self.dataset == "imagenet"
         shape = self.input or ([3, 224, 224] if imagenet else [3, 32, 32])
         classes = self.classes or (1000 if imagenet else 10)
@@ -295,7 +317,8 @@ class Diracnet(Family):
             if group > 0:
                 items.append(MaxPool(kernel=2))
             items += [self._dirac_layer(width) for _ in range(layers)]
-        items += [ReLU(), GlobalAvgPool(), Linear(out=classes)]
+        # The paper's code (before "v2") pools the last BN output directly; the final ReLU came with v2.
+        items += [GlobalAvgPool(), Linear(out=classes)]
         return self._stamp(Seq(items=items))  # type: ignore[return-value]
 
 
@@ -343,10 +366,9 @@ class Mlp(Family):
                 items.append(Gated(block=layer, k_init=gate_k) if gate_k is not None else layer)
         elif kind == "residual":
             for _ in range(self.depth // 2):
-                # Dot-BN-ReLU layers in the original (post-activation) ResNet order (Gated ResNet sec. 3.1).
+                # Pairs of Dot-BN-ReLU layers around an identity shortcut: u = g(k)*f(x) + x (sec. 3.1, eq. 1).
                 body = self._layer() + self._layer()
-                post = body.pop()
-                items.append(_maybe_gate(Residual(body=Seq(items=body), shortcut="identity", post=post), gate_k))
+                items.append(_maybe_gate(Residual(body=Seq(items=body), shortcut="identity"), gate_k))
         else:
             items += [Highway(h=Linear(out=self.width), bias_init=self.bias_init, act=self.act)
                       for _ in range(self.depth)]
@@ -372,7 +394,8 @@ class HighwayCnn(Family):
 
     def expand(self, gate_k: float | None = None) -> Seq:
         if gate_k is not None:
-            raise FieldProblem(None, "a highway net has no residual blocks to gate")
+            raise FieldProblem(None, "a highway net has no residual blocks to gate",
+                               hint="gated(...) applies to wrn, preact_resnet, resnet and mlp")
         if self.variant == "mnist":
             w = self.width
             items: list[IRNode] = [Input(shape=self.input or [1, 28, 28]), *self._plain(w, 5, 0)]
@@ -392,7 +415,8 @@ class HighwayCnn(Family):
     @model_validator(mode="after")
     def _width_rule(self) -> "HighwayCnn":
         if self.variant == "cifar_b" and self.width != 16:
-            raise FieldProblem("width", "Highway B has the published widths 32/80/128; width applies to mnist only")
+            raise FieldProblem("width", "Highway B has the published widths 32/80/128; width applies to mnist only",
+                               hint="drop the width: highway_cnn(cifar_b)")
         return self
 
 

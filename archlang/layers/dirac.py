@@ -13,13 +13,12 @@ def dirac_delta(out_channels: int, in_channels: int, kernel: int) -> torch.Tenso
     With NCReLU inputs (in = 2·out) this gives δ = [I, I], so a·δ maps the two halves
     relu(x) and -relu(-x) back onto a·x (DiracNets sec. 2.1-2.2).
     """
-    delta = torch.zeros(out_channels, in_channels, kernel, kernel)
     small = min(in_channels, out_channels)
-    centre = kernel // 2
-    for o in range(out_channels):
-        for i in range(in_channels):
-            if o % small == i % small:
-                delta[o, i, centre, centre] = 1.0
+    out_index = torch.arange(out_channels, device="cpu")
+    in_index = torch.arange(in_channels, device="cpu")
+    matches = (out_index[:, None] % small) == (in_index[None, :] % small)
+    delta = torch.zeros(out_channels, in_channels, kernel, kernel, device="cpu")
+    delta[:, :, kernel // 2, kernel // 2] = matches.to(delta.dtype)
     return delta
 
 

@@ -10,4 +10,4 @@ class NCReLU(nn.Module):
     """cat(relu(x), -relu(-x)) along channels; doubles the channel count, loses no information."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat((torch.relu(x), -torch.relu(-x)), dim=1)
+        return torch.cat((x.clamp(min=0), x.clamp(max=0)), dim=1)
