@@ -18,6 +18,8 @@ from archlang.errors import ArchlangError
 # Subcommand modules beyond compile/params; each has register(subparsers). Missing ones are skipped
 # so a partial install still runs the language commands.
 _COMMAND_MODULES = ("archlang.train.command", "archlang.analysis.command")
+# Above this many rows the layer table shows only the top level unless --depth is given.
+MAX_DEFAULT_ROWS = 400
 
 
 def _read(spec: str):
@@ -37,11 +39,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from archlang.report import ir_json, layer_table, totals_text
 
     compiled = compile_spec(_read(args.spec))
+    if args.save:
+        compiled.check_buildable()  # refuse an absurd size before printing or importing torch
     if args.json:
         print(json.dumps(ir_json(compiled), indent=2))
     else:
         console = _console()
-        console.print(layer_table(compiled, max_depth=args.depth))
+        depth = args.depth
+        if depth is None and len(compiled.summary.layers) > MAX_DEFAULT_ROWS:
+            depth = 0  # thousands of rows help no one; the top level shows every block's totals
+            print(f"{len(compiled.summary.layers)} layers: showing the top level (--depth N shows more)",
+                  file=sys.stderr)
+        console.print(layer_table(compiled, max_depth=depth))
         console.print(totals_text(compiled), markup=False)
     if args.save:
         _save(compiled, Path(args.save))

@@ -8,6 +8,7 @@ exits with status 2, so no traceback ever reaches the user.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -32,26 +33,62 @@ class Source:
     filename: str = "<inline>"
 
     def line_text(self, line: int) -> str:
-        lines = self.text.splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else ""
+        """Line `line` (1-based) as the parser counts lines: only '\\n' ends a line."""
+        if line < 1:
+            return ""
+        start = 0
+        for _ in range(line - 1):
+            start = self.text.find("\n", start) + 1
+            if start == 0:
+                return ""
+        end = self.text.find("\n", start)
+        text = self.text[start:] if end < 0 else self.text[start:end]
+        return text.removesuffix("\r")
 
 
 # Long lines would make the caret unreadable: show a window around the column.
 _MAX_SHOWN = 100
 
 
+def _visible(ch: str) -> str:
+    """One printable character per source character, so the caret stays under its column.
+
+    Tabs become spaces; control, format and line-separator characters (NUL, ESC, U+2028 ...)
+    would garble the terminal or break the line, so they are shown as U+FFFD.
+    """
+    if ch == "\t":
+        return " "
+    if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+        return "\ufffd"
+    return ch
+
+
+def _columns(text: str) -> int:
+    """How many terminal columns `text` takes (wide East Asian characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
 def _caret_excerpt(source: Source, span: Span) -> str:
-    text = source.line_text(span.line).replace("\t", " ")
-    start = span.column - 1
-    width = max(1, (span.end_column - span.column) if span.end_line == span.line else len(text) - start)
-    offset = 0
-    if len(text) > _MAX_SHOWN:
-        offset = max(0, min(start - _MAX_SHOWN // 2, len(text) - _MAX_SHOWN))
-        text = ("..." if offset else "") + text[offset : offset + _MAX_SHOWN] + "..."
-        start = start - offset + (3 if offset else 0)
-        width = min(width, _MAX_SHOWN - (start - 3 if offset else start))
+    line = source.line_text(span.line)
+    start = max(0, span.column - 1)
+    if span.end_line == span.line:
+        width = span.end_column - span.column
+    else:
+        width = len(line) - start
+    width = max(1, width)
+    offset, end = 0, len(line)
+    if len(line) > _MAX_SHOWN:
+        offset = max(0, min(start - _MAX_SHOWN // 2, len(line) - _MAX_SHOWN))
+        end = offset + _MAX_SHOWN
+    shown = "".join(_visible(ch) for ch in line[offset:end])
+    before = "".join(_visible(ch) for ch in line[offset:start])
+    prefix = "..." if offset else ""
+    suffix = "..." if end < len(line) else ""
+    # The caret may point just past the end of the line (a missing token), never past the window.
+    width = max(1, min(width, end - start if start < end else 1))
     gutter = f"{span.line:>4} | "
-    return f"{gutter}{text}\n{' ' * len(gutter)}{' ' * start}{'^' * max(1, width)}"
+    caret_at = len(gutter) + len(prefix) + _columns(before)
+    return f"{gutter}{prefix}{shown}{suffix}\n{' ' * caret_at}{'^' * width}"
 
 
 class ArchlangError(Exception):
@@ -99,8 +136,15 @@ class ArchlangError(Exception):
         return self.render()
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """A user-written name or value cut to fit in a one-line message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A 'did you mean' hint for a misspelt name, or None when nothing is close."""
+    if len(name) > 64:
+        return None
     matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     if not matches:
         lowered = {c.lower(): c for c in candidates}

@@ -13,6 +13,9 @@ NonNegInt = Annotated[int, Field(ge=0, le=1_000_000)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 # Repeats are capped so that an absurd count is refused before anything is expanded.
 RepeatCount = Annotated[int, Field(gt=0, le=10_000)]
+# Convolution kernels: the papers use 1 to 7 (AlexNet-era stems 11); 64 leaves room without
+# letting a typo such as kernel=99999 count 10^10 weights per filter.
+Kernel = Annotated[int, Field(gt=0, le=64)]
 
 
 class Input(IRNode):
@@ -33,7 +36,7 @@ class Input(IRNode):
 class Conv(IRNode):
     kind: Literal["conv"] = "conv"
     out: PosInt
-    kernel: PosInt = 3
+    kernel: Kernel = 3
     stride: PosInt = 1
     padding: Optional[NonNegInt] = None
     bias: bool = False

@@ -6,12 +6,14 @@ value written, the place it was written, and a suggestion where one exists.
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
 from archlang import ast
-from archlang.errors import ArchlangError, Span, did_you_mean
+from archlang.errors import ArchlangError, Span, did_you_mean, shorten
 from archlang.ir.base import FieldProblem, IRNode
 from archlang.ir.nodes import ALIASES, FAMILY_NAMES, NODE_MODELS, model_for, takes_no_arguments
 
@@ -28,6 +30,23 @@ def _literal_values(annotation: Any) -> frozenset[str]:
 
 def symbols_of(model: type[IRNode], field: str) -> frozenset[str]:
     return _literal_values(model.model_fields[field].annotation) if field in model.model_fields else frozenset()
+
+
+# Names someone pasting Python would write; a spec is data, so none of them means anything.
+PYTHON_NAMES = frozenset({"__import__", "import", "from", "def", "class", "lambda", "return", "exec", "eval",
+                          "open", "compile", "globals", "locals", "getattr", "setattr", "os", "sys", "subprocess",
+                          "print", "None", "self"})
+PYTHON_HINT = "a spec is data, not Python: it holds only networks, layers and plain values"
+
+
+@lru_cache(maxsize=1)
+def known_names() -> frozenset[str]:
+    """Every bare name a network can use: node and family names, aliases, and the symbols fields accept."""
+    names = set(NODE_MODELS) | set(ALIASES)
+    for model in NODE_MODELS.values():
+        for field in model.arg_names():
+            names |= symbols_of(model, field)
+    return frozenset(names)
 
 
 def _signature(model: type[IRNode], name: str) -> str:
@@ -48,19 +67,40 @@ def _signature(model: type[IRNode], name: str) -> str:
 
 
 def _describe(value: Any) -> str:
+    """A value as the user would write it, short enough for a one-line message."""
     if isinstance(value, IRNode):
         return f"{type(value).model_fields['kind'].default}(...)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f"'{value}'"
-    return repr(value)
+        return repr(shorten(value))
+    if isinstance(value, list):
+        return shorten("[" + ", ".join(_describe(v) for v in value[:20]) + ("]" if len(value) <= 20 else ", ...]"))
+    return shorten(repr(value))
+
+
+def _number_hint(value: Any, integer: bool) -> str | None:
+    """A suggestion for a number written the wrong way: 28.0 for an integer, "28" in quotes."""
+    if isinstance(value, float) and integer and math.isfinite(value) and value.is_integer():
+        return f"write {int(value)} without a decimal point"
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        if math.isfinite(number):
+            return f"remove the quotes: numbers are written without them, e.g. {shorten(value.strip())}"
+    return None
 
 
 def _unknown_call(call: ast.Call) -> ArchlangError:
+    if call.func == "train":
+        return ArchlangError("train(...) is a clause of its own, not a network or layer", span=call.func_span,
+                             hint="write train(...) on its own line after the network, e.g. train(epochs=10)")
     names = list(NODE_MODELS) + list(ALIASES)
-    hint = did_you_mean(call.func, names) or f"families: {', '.join(FAMILY_NAMES)}; core nodes: see docs/language.md"
-    return ArchlangError(f"unknown network or layer '{call.func}'", span=call.func_span, hint=hint)
+    hint = (PYTHON_HINT if call.func in PYTHON_NAMES else None) or did_you_mean(call.func, names) or \
+        f"families: {', '.join(FAMILY_NAMES)}; core nodes: see docs/language.md"
+    return ArchlangError(f"unknown network or layer '{shorten(call.func)}'", span=call.func_span, hint=hint)
 
 
 def _bind(call: ast.Call, model: type[IRNode], name: str) -> tuple[dict[str, Any], dict[str, Span]]:
@@ -96,7 +136,8 @@ def _bind(call: ast.Call, model: type[IRNode], name: str) -> tuple[dict[str, Any
         assert a.name is not None
         if a.name not in fields or a.name == model.variadic:
             hint = did_you_mean(a.name, fields) or f"signature: {_signature(model, name)}"
-            raise ArchlangError(f"{name}() has no argument '{a.name}'", span=a.name_span or a.span, hint=hint)
+            raise ArchlangError(f"{name}() has no argument '{shorten(a.name)}'", span=a.name_span or a.span,
+                                hint=hint)
         if a.name in data:
             how = "twice" if a.name in {k.name for k in call.keywords if k is not a} else "both by position and by name"
             raise ArchlangError(f"argument '{a.name}' of {name}() is given {how}", span=a.name_span or a.span)
@@ -110,7 +151,8 @@ def _expected_values(error: dict[str, Any]) -> list[str]:
     return [part.strip(" '") for part in expected.replace(" or ", ",").split(",") if part.strip(" '")]
 
 
-def _message(name: str, field: str, error: dict[str, Any], value: Any) -> tuple[str, str | None]:
+def _message(name: str, field: str, error: dict[str, Any], value: Any,
+             expected: str | None = None) -> tuple[str, str | None]:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     shown = _describe(value)
@@ -125,19 +167,47 @@ def _message(name: str, field: str, error: dict[str, Any], value: Any) -> tuple[
         hint = did_you_mean(str(value), choices) if isinstance(value, str) else None
         return f"{field} must be one of {', '.join(choices)}; got {shown}", hint
     if kind in ("int_type", "int_from_float", "int_parsing"):
-        return f"{field} must be an integer, got {shown}", None
+        return f"{field} must be an integer, got {shown}", _number_hint(value, integer=True)
     if kind in ("float_type", "float_parsing"):
-        return f"{field} must be a number, got {shown}", None
+        return f"{field} must be a number, got {shown}", _number_hint(value, integer=False)
     if kind == "bool_type":
-        return f"{field} must be true or false, got {shown}", None
+        quoted = isinstance(value, str) and value.strip().lower() in ("true", "false")
+        return f"{field} must be true or false, got {shown}", \
+            (f"write {value.strip().lower()} without quotes" if quoted else None)
     if kind == "list_type":
         return f"{field} must be a list like [3, 32, 32], got {shown}", None
     if kind in ("model_type", "model_attributes_type", "union_tag_invalid", "model_class_type",
                 "union_tag_not_found", "is_instance_of", "dataclass_type"):
-        if isinstance(value, str):
-            return f"'{value}' is not a valid {field} for {name}()", None
-        return f"{shown} is not a valid {field} for {name}()", None
+        return f"{shown} is not a valid {field} for {name}()", _node_hint(value, expected)
     return f"bad {field} for {name}(): {error['msg']}", None
+
+
+def _node_hint(value: Any, expected: str | None) -> str | None:
+    """Why a value cannot stand where a node was expected, or which nodes can."""
+    kind = type(value).model_fields["kind"].default if isinstance(value, IRNode) else None
+    if kind in FAMILY_NAMES:
+        return "a family is a whole network; build custom networks from core nodes (seq, conv, residual, ...)"
+    if kind == "B":
+        return "a block type B(...) only means something as wrn(block=...)"
+    if isinstance(value, str) and "(" in value:
+        return f"a node is written without quotes: {shorten(value)}"
+    return f"expected {expected}" if expected else None
+
+
+def _node_kinds(annotation: Any) -> list[str]:
+    """The node spellings a field accepts (B(...), gated(...)), found through Optional/Union/Annotated."""
+    if isinstance(annotation, type) and issubclass(annotation, IRNode):
+        return [annotation.model_fields["kind"].default]
+    return [k for arg in get_args(annotation) for k in _node_kinds(arg)]
+
+
+def _expected_nodes(model: type[IRNode], field: str) -> str | None:
+    if field not in model.model_fields:
+        return None
+    kinds = list(dict.fromkeys(_node_kinds(model.model_fields[field].annotation)))
+    if not kinds or len(kinds) > 4:
+        return None
+    return " or ".join(f"{k}(...)" for k in kinds)
 
 
 def _value_at(data: dict[str, Any], loc: tuple[Any, ...]) -> Any:
@@ -150,6 +220,11 @@ def _value_at(data: dict[str, Any], loc: tuple[Any, ...]) -> Any:
         else:
             break
     return value
+
+
+def _field_phrase(model: type[IRNode], field: str) -> str:
+    """How a field is named in a message: seq's variadic `items` are each an 'item'."""
+    return {"items": "item", "kernels": "kernel size"}.get(field, field) if field == model.variadic else field
 
 
 def _validation_error(err: ValidationError, call: ast.Call, name: str, model: type[IRNode],
@@ -171,8 +246,9 @@ def _validation_error(err: ValidationError, call: ast.Call, name: str, model: ty
     if isinstance(value, str) and any(e["type"] == "literal_error" for e in errors):
         choices = sorted({c for e in errors if e["type"] == "literal_error" for c in _expected_values(e)})
         hint = did_you_mean(value, choices + list(NODE_MODELS)) or f"expected one of: {', '.join(choices)}"
-        return ArchlangError(f"'{value}' is not a valid {field} for {name}()", span=span, hint=hint)
-    message, hint = _message(name, field, error, value)
+        return ArchlangError(f"{_describe(value)} is not a valid {_field_phrase(model, field)} for {name}()",
+                             span=span, hint=hint)
+    message, hint = _message(name, _field_phrase(model, field), error, value, _expected_nodes(model, field))
     if error["type"] == "missing":
         hint = f"signature: {_signature(model, name)}"
     return ArchlangError(message, span=span, hint=hint)
@@ -212,7 +288,11 @@ def lower(expr: ast.Expr, symbols: frozenset[str] = frozenset()) -> Any:
             return expr.id
         model = model_for(expr.id)
         if model is not None and takes_no_arguments(model):
-            node = model()
+            try:
+                node = model()
+            except FieldProblem as problem:  # e.g. a bare `wrn`: every argument optional, but not all absent
+                raise ArchlangError(problem.message, span=expr.span,
+                                    hint=problem.hint or f"signature: {_signature(model, expr.id)}") from None
             node.at(expr.span)
             return node
         if model is not None:

@@ -12,6 +12,18 @@ from typing import Any
 
 from archlang.errors import ArchlangError
 
+SEVERAL_GPUS = """\
+several GPUs (torch.distributed, DistributedDataParallel):
+  torchrun --standalone --nproc_per_node 4 -m archlang train SPEC --device cuda ...
+  (or python -m torch.distributed.run ...; --resume works the same way)
+  Each process drives GPU LOCAL_RANK and trains on its 1/N shard of every batch: the
+  recipe's batch_size stays the global batch and must be divisible by N. Weights start
+  from rank 0's and gradients are averaged over the GPUs in backward; batch norm
+  statistics stay per GPU, as in the papers' multi-GPU code. Rank 0 alone evaluates,
+  writes the run folder and prints; the run folder must be on a file system every
+  process sees (one machine, or a shared one). On CPU the processes use gloo.
+"""
+
 
 def _set_pair(text: str) -> tuple[str, Any]:
     import yaml
@@ -29,7 +41,8 @@ def _set_pair(text: str) -> tuple[str, Any]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a spec with its paper's recipe; writes runs/<name>/",
                               description="Train a spec on real data with a paper recipe. Recipe fields come from "
-                              "the YAML recipe, then the spec's train(...) clause, then these flags.")
+                              "the YAML recipe, then the spec's train(...) clause, then these flags.",
+                              epilog=SEVERAL_GPUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", nargs="?", help="a .arch file or the spec text itself (optional with --resume)")
     p.add_argument("--recipe", metavar="NAME|FILE", help="a shipped recipe (wrn-cifar, gated-mnist, ...) or a YAML file; "
                    "default: the family's recipe")
@@ -97,6 +110,28 @@ def _saved_recipe(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from archlang.train import ddp
+
+    # Under torchrun the process group spans the whole command, so that even a bad spec is
+    # reported once (by rank 0) and every process stops, none left waiting for the others.
+    with ddp.session(args.device) as ctx:
+        try:
+            folder = ddp.agreed(ctx, lambda: _prepare(args))()
+        except ddp.ReportedByRankZero:
+            # Rank 0 prints the error and exits with status 2. A non-zero status here would make
+            # torchrun stop rank 0, maybe before it has printed or written summary.json.
+            return 0
+        except ArchlangError as err:
+            if ctx.enabled and not ctx.is_main:  # a failure of this process alone: say which one
+                err.message = f"process {ctx.rank} of {ctx.world_size}: {err.message}"
+            raise
+        if ctx.is_main:
+            print(folder)
+    return 0
+
+
+def _prepare(args: argparse.Namespace):
+    """Compile the spec and set up the options; returns the call that trains (every process makes it)."""
     from archlang.compiler import compile_spec
     from archlang.train.loop import TrainOptions, train
 
@@ -113,7 +148,5 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every_s=max(0.0, args.checkpoint_minutes * 60.0),
         max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit else None,
     )
-    folder = train(compiled, recipe=recipe, overrides=overrides, out=args.out, name=args.name, resume=args.resume,
-                   data_dir=args.data_dir, subset=args.subset, options=options, spec_text=source.text)
-    print(folder)
-    return 0
+    return lambda: train(compiled, recipe=recipe, overrides=overrides, out=args.out, name=args.name, resume=args.resume,
+                         data_dir=args.data_dir, subset=args.subset, options=options, spec_text=source.text)

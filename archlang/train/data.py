@@ -5,6 +5,8 @@ dataset is decoded once into a uint8 tensor [N, C, H, W] (kept on the training d
 and crops/flips are one gather per batch. All randomness of an epoch (order, crop
 offsets, flips) is drawn up front from a generator seeded by (seed, epoch): a run
 resumed at any step of any epoch sees exactly the batches of an uninterrupted run.
+Under torchrun every process draws the same plan and takes its own contiguous shard of
+each global batch, so the processes together see exactly one single-process batch.
 """
 
 from __future__ import annotations
@@ -371,7 +373,11 @@ class BatchLoader:
         seed: int = 0,
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         self.data = split.to(device)
         self.batch_size = batch_size
         self.device = device
@@ -382,6 +388,7 @@ class BatchLoader:
         self.seed = seed
         self.channels_last = channels_last
         self.dtype = dtype
+        self.rank, self.world_size = rank, world_size
         c = split.images.shape[1]
         shift = mean if normalize in ("mean", "meanstd") else torch.zeros(c)
         scale = std if normalize == "meanstd" else torch.ones(c)
@@ -391,6 +398,22 @@ class BatchLoader:
 
     def __len__(self) -> int:
         return (len(self.data) + self.batch_size - 1) // self.batch_size
+
+    def global_count(self, step: int) -> int:
+        """Images in global batch `step`: batch_size, except a shorter last batch."""
+        return min(self.batch_size, len(self.data) - step * self.batch_size)
+
+    def shard(self, step: int) -> slice:
+        """This process's part of global batch `step`, as positions in the epoch's order.
+
+        Contiguous and balanced like torch.tensor_split: in a short last batch the first
+        processes take one image more, so rank 0 (whose BN buffers DDP broadcasts) never
+        gets an empty shard. With one process it is the whole batch.
+        """
+        start, n = step * self.batch_size, self.global_count(step)
+        size, extra = divmod(n, self.world_size)
+        first = start + self.rank * size + min(self.rank, extra)
+        return slice(first, first + size + (1 if self.rank < extra else 0))
 
     def plan(self, epoch: int) -> EpochPlan:
         n = len(self.data)
@@ -426,7 +449,7 @@ class BatchLoader:
         plan = self.plan(epoch)
         order, offsets, flips = (t.to(self.device) for t in (plan.order, plan.offsets, plan.flips))
         for step in range(start_step, len(self)):
-            sl = slice(step * self.batch_size, (step + 1) * self.batch_size)
+            sl = self.shard(step)
             idx = order[sl]
             if self.crop_pad or self.flip:
                 x = self._gather(idx, offsets[sl], flips[sl])

@@ -1,4 +1,7 @@
-"""The training loop: one run folder, resumable at any checkpoint, bit-exact on CPU."""
+"""The training loop: one run folder, resumable at any checkpoint, bit-exact on CPU.
+
+One process, or several under torchrun (DistributedDataParallel; see archlang.train.ddp).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from torch import nn
 
 from archlang.errors import ArchlangError
 from archlang.train import checkpoint as ckpt
-from archlang.train import model_tools, plots, runfolder
+from archlang.train import ddp, model_tools, plots, runfolder
 from archlang.train.data import BatchLoader, Dataset, load_dataset
 from archlang.train.recipes import Recipe, ResolvedRecipe, build_recipe
 
@@ -57,14 +60,6 @@ def tune_allocator() -> bool:
         return libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
     except (OSError, AttributeError):
         return False
-
-
-def _device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ArchlangError(f"--device {name}: no CUDA device is available here", hint="use --device cpu")
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise ArchlangError(f"unknown device '{name}'", hint="use cpu or cuda")
-    return torch.device(name)
 
 
 def _dataset_name(recipe: Recipe, num_classes: int) -> str:
@@ -161,6 +156,136 @@ def _nonfinite(folder: Path, value: float, epoch: int, step: int, good: Path | N
                          path=str(folder), hint="lower the learning rate (e.g. --lr) or check the data normalisation")
 
 
+def _quiet(message: str) -> None:
+    """The log of ranks > 0 under torchrun: rank 0 speaks for the whole launch."""
+
+
+def _shared(ctx: ddp.DistContext, error: ArchlangError) -> ArchlangError:
+    """An error every process raises at the same point: rank 0's is printed, the others' are not."""
+    if ctx.is_main:
+        return error
+    return ddp.ReportedByRankZero(error.message, path=error.path, hint=error.hint)
+
+
+def _ddp_loss(loss: torch.Tensor, local_n: int, global_n: int, ctx: ddp.DistContext) -> torch.Tensor:
+    """The loss to backpropagate so that DDP's gradient average is the gradient of the global batch mean.
+
+    DDP averages the processes' gradients; with equal shards that is exactly the batch mean.
+    A short last batch splits unevenly (sizes differ by one), so each mean is weighted by its share.
+    """
+    if not ctx.enabled or local_n * ctx.world_size == global_n:
+        return loss
+    return loss * (local_n * ctx.world_size / global_n)
+
+
+@dataclass
+class _RunPlan:
+    """What was decided before any data is read: what to train, where, on which device."""
+
+    resolved: ResolvedRecipe
+    ident: runfolder.RunIdentity
+    folder: Path
+    recipe_label: str
+    subset: int | None
+    data_dir: str | Path | None
+    device: torch.device
+    resuming: bool
+
+
+def _plan_run(compiled: Any, ctx: ddp.DistContext, opts: TrainOptions, *, recipe: str | None,
+              overrides: Mapping[str, Any] | None, out: str | Path, name: str | None, resume: str | Path | None,
+              data_dir: str | Path | None, subset: int | None, spec_text: str | None) -> _RunPlan:
+    """Resolve the recipe and the run folder and check a resume; reads files, writes none."""
+    resolved = build_recipe(recipe, family=compiled.family, family_args=compiled.family_args,
+                            input_shape=tuple(compiled.input_shape), train_args=compiled.train_args,
+                            train_spans=compiled.train_spans, spec_source=compiled.source, overrides=overrides)
+    ident = runfolder.RunIdentity(spec_text if spec_text is not None else compiled.source.text, compiled.canonical,
+                                  resolved.given_text, resolved.resolved_dict())
+    if subset is not None and subset < 1:
+        raise ArchlangError(f"--subset must be at least 1, got {subset}")
+    device = ddp.device_for(opts.device, ctx)
+    if resume is None:
+        folder = Path(out) / (name or _run_name(compiled, resolved, ident))
+        if (folder / "run.json").exists():
+            raise ArchlangError("run folder already exists", path=str(folder),
+                                hint=f"continue it with --resume {folder}, or pick another --name")
+        return _RunPlan(resolved, ident, folder, resolved.name, subset, data_dir, device, resuming=False)
+    folder = Path(resume)
+    if not folder.is_dir():
+        raise ArchlangError("cannot resume: run folder not found", path=str(folder))
+    runfolder.check_resume_identity(folder, ident)
+    saved = runfolder.read_run_hashes(folder)
+    if subset is not None and subset != saved.get("subset"):
+        raise ArchlangError(f"cannot resume: this run used --subset {saved.get('subset')}, not {subset}", path=str(folder))
+    if data_dir is None:  # the data the run started with, unless told otherwise
+        data_dir = saved.get("data_dir")
+    return _RunPlan(resolved, ident, folder, saved.get("recipe_name") or resolved.name, saved.get("subset"), data_dir,
+                    device, resuming=True)
+
+
+def _load_data(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: TrainOptions) -> Dataset:
+    """The dataset, checked against the spec. Under torchrun rank 0 reads it first (downloading or
+    decoding and caching it once); the other processes then read that copy instead of racing it."""
+    r = plan.resolved.recipe
+
+    def load() -> Dataset:
+        data = load_dataset(_dataset_name(r, compiled.num_classes),
+                            data_dir=Path(plan.data_dir) if plan.data_dir else None, download=opts.download,
+                            cache_dir=opts.cache_dir, extra=r.train_split == "train+extra")
+        _check_fit(compiled, data)
+        return data
+
+    first = ddp.agreed(ctx, lambda: load() if ctx.is_main else None)
+    rest = ddp.agreed(ctx, lambda: None if ctx.is_main else load())
+    return first if ctx.is_main else rest
+
+
+@dataclass
+class _Start:
+    """Where training starts: the beginning, or the newest good checkpoint of a resumed run."""
+
+    epoch: int = 0
+    step: int = 0
+    totals: EpochTotals = field(default_factory=EpochTotals)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    good: Path | None = None
+
+
+def _start(compiled: Any, plan: _RunPlan, data: Dataset, model: nn.Module, optimizer: torch.optim.Optimizer,
+           scheduler: Any, ctx: ddp.DistContext, opts: TrainOptions) -> _Start:
+    """Write a new run folder's identity (rank 0), or load the newest good checkpoint (every rank: the same file)."""
+    folder = plan.folder
+    if not plan.resuming:
+        if ctx.is_main:
+            runfolder.write_identity(folder, plan.ident, {
+                "recipe_name": plan.recipe_label, "family": compiled.family, "dataset": data.name,
+                "data_origin": data.origin, "subset": plan.subset,
+                "data_dir": str(Path(plan.data_dir).resolve()) if plan.data_dir else None,
+                "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "log"},
+                "torch": torch.__version__, "params": compiled.total_params, "processes": ctx.world_size,
+            })
+            runfolder.rewrite_metrics(folder, [])
+        return _Start()
+    state = ckpt.latest_good_checkpoint(folder / "checkpoints", warn=opts.log)
+    if state is None:
+        if ctx.is_main:
+            runfolder.rewrite_metrics(folder, [])
+        return _Start()
+    model.load_state_dict(state.model)
+    optimizer.load_state_dict(state.optimizer)
+    scheduler.load_state_dict(state.scheduler)
+    ckpt.restore_rng(state.rng_tensors, state.rng_scalars)  # rank 0's; ddp.restore_rng then gives each rank its own
+    p = state.progress
+    if not ddp.restore_rng(ctx, p.get("rank_rng"), plan.device, plan.resolved.recipe.seed, p["epoch"], p["step"]):
+        opts.log(f"warning: {state.path.name} was written by {p.get('world_size', 1)} process(es) and is resumed by "
+                 f"{ctx.world_size}: the global batches are the same, the other processes' random draws (dropout) are not")
+    history = p["history"]
+    if ctx.is_main:
+        runfolder.rewrite_metrics(folder, history)
+    opts.log(f"resuming {folder} at epoch {p['epoch'] + 1}, step {p['step']} from {state.path.name}")
+    return _Start(p["epoch"], p["step"], EpochTotals(**p["totals"]), history, state.path)
+
+
 def train(
     compiled: Any,
     *,
@@ -179,44 +304,30 @@ def train(
     recipe: a shipped recipe name or a YAML path (default: the family's recipe).
     overrides: recipe fields that win over the YAML and the spec's train(...) clause.
     resume: a run folder to continue from its newest good checkpoint (same spec and recipe).
+
+    Under torchrun (WORLD_SIZE > 1 in the environment) every process calls this; they train
+    one DistributedDataParallel model on shards of the recipe's global batch, and rank 0
+    alone writes the run folder (see archlang.train.ddp). Errors every process meets are
+    raised on all of them, as ddp.ReportedByRankZero on ranks > 0.
     """
     opts = options or TrainOptions()
-    resolved = build_recipe(recipe, family=compiled.family, family_args=compiled.family_args,
-                            input_shape=tuple(compiled.input_shape), train_args=compiled.train_args,
-                            train_spans=compiled.train_spans, spec_source=compiled.source, overrides=overrides)
-    r = resolved.recipe
-    ident = runfolder.RunIdentity(spec_text if spec_text is not None else compiled.source.text, compiled.canonical,
-                                  resolved.given_text, resolved.resolved_dict())
-    if subset is not None and subset < 1:
-        raise ArchlangError(f"--subset must be at least 1, got {subset}")
-    device = _device(opts.device)
+    with ddp.session(opts.device) as ctx:
+        if not ctx.is_main:  # one voice per launch: rank 0 logs and draws the progress bar
+            opts = replace(opts, progress=False, log=_quiet)
+        plan = ddp.agreed(ctx, lambda: _plan_run(compiled, ctx, opts, recipe=recipe, overrides=overrides, out=out,
+                                                 name=name, resume=resume, data_dir=data_dir, subset=subset,
+                                                 spec_text=spec_text))
+        return _train_planned(compiled, plan, ctx, opts)
+
+
+def _train_planned(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: TrainOptions) -> Path:
+    r, folder, device = plan.resolved.recipe, plan.folder, plan.device
     if opts.threads:
         torch.set_num_threads(opts.threads)
     tune_allocator()
-
-    if resume is not None:
-        folder = Path(resume)
-        if not folder.is_dir():
-            raise ArchlangError("cannot resume: run folder not found", path=str(folder))
-        runfolder.check_resume_identity(folder, ident)
-        saved_subset = runfolder.read_run_hashes(folder).get("subset")
-        if subset is not None and subset != saved_subset:
-            raise ArchlangError(f"cannot resume: this run used --subset {saved_subset}, not {subset}", path=str(folder))
-        subset = saved_subset
-        if data_dir is None:  # the data the run started with, unless told otherwise
-            data_dir = runfolder.read_run_hashes(folder).get("data_dir")
-        recipe_label = runfolder.read_run_hashes(folder).get("recipe_name") or resolved.name
-    else:
-        recipe_label = resolved.name
-        folder = Path(out) / (name or _run_name(compiled, resolved, ident))
-        if (folder / "run.json").exists():
-            raise ArchlangError("run folder already exists", path=str(folder),
-                                hint=f"continue it with --resume {folder}, or pick another --name")
-
-    data = load_dataset(_dataset_name(r, compiled.num_classes), data_dir=Path(data_dir) if data_dir else None,
-                        download=opts.download, cache_dir=opts.cache_dir, extra=r.train_split == "train+extra")
-    _check_fit(compiled, data)
-    train_split = data.train.first(subset) if subset else data.train
+    data = _load_data(compiled, plan, ctx, opts)
+    train_split = data.train.first(plan.subset) if plan.subset else data.train
+    ddp.agreed(ctx, lambda: ddp.check_batch_split(ctx, r.batch_size, len(train_split)))
 
     torch.manual_seed(r.seed)
     model = compiled.build()
@@ -226,46 +337,42 @@ def train(
         model.to(memory_format=torch.channels_last)
     optimizer = model_tools.build_optimizer(model, r, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=r.lr_factor)
-    runfolder.check_writable(folder, 3 * ckpt.estimate_checkpoint_bytes(model, 2) + (64 << 20))
-
-    start_epoch, start_step, totals, history = 0, 0, EpochTotals(), []
-    good: Path | None = None
-    if resume is not None:
-        state = ckpt.latest_good_checkpoint(folder / "checkpoints", warn=opts.log)
-        if state is not None:
-            model.load_state_dict(state.model)
-            optimizer.load_state_dict(state.optimizer)
-            scheduler.load_state_dict(state.scheduler)
-            ckpt.restore_rng(state.rng_tensors, state.rng_scalars)
-            start_epoch, start_step = state.progress["epoch"], state.progress["step"]
-            totals = EpochTotals(**state.progress["totals"])
-            history = state.progress["history"]
-            good = state.path
-            opts.log(f"resuming {folder} at epoch {start_epoch + 1}, step {start_step} from {state.path.name}")
-        runfolder.rewrite_metrics(folder, history)
-    else:
-        runfolder.write_identity(folder, ident, {
-            "recipe_name": recipe_label, "family": compiled.family, "dataset": data.name, "data_origin": data.origin,
-            "subset": subset, "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "log"},
-            "torch": torch.__version__, "params": compiled.total_params,
-        })
-        runfolder.rewrite_metrics(folder, [])
+    ddp.seed_rank(ctx, r.seed)  # after the (identical) init: each process its own dropout stream
+    needed = 3 * ckpt.estimate_checkpoint_bytes(model, 2) + (64 << 20)
+    ddp.agreed(ctx, lambda: runfolder.check_writable(folder, needed) if ctx.is_main else None)
+    start = ddp.agreed(ctx, lambda: _start(compiled, plan, data, model, optimizer, scheduler, ctx, opts))
+    ddp.same_everywhere(ctx, "the checkpoint to resume from", [start.epoch, start.step])
+    start_epoch, start_step, totals, history, good = start.epoch, start.step, start.totals, start.history, start.good
 
     dtype = torch.float32
     loader_kwargs: dict[str, Any] = {"mean": data.mean, "std": data.std, "normalize": r.normalize, "device": device,
                                      "channels_last": opts.channels_last, "dtype": dtype}
     train_loader = BatchLoader(train_split, batch_size=r.batch_size, train=True, crop_pad=r.crop_pad, pad_mode=r.pad_mode,
-                               flip=r.flip, seed=r.seed, **loader_kwargs)
+                               flip=r.flip, seed=r.seed, rank=ctx.rank, world_size=ctx.world_size, **loader_kwargs)
     test_loader = BatchLoader(data.test, batch_size=r.eval_batch_size, train=False, **loader_kwargs)
-    runner = torch.compile(model) if opts.compile else model
+    # DDP wraps the model after the optimizer and the checkpoint are loaded: its construction
+    # broadcasts rank 0's weights and buffers, so every process starts from the same state.
+    net = ddp.wrap(model, ctx, device)
+    runner = torch.compile(net) if opts.compile else net
+    # Rank 0 evaluates the whole test set alone, on the bare module (no DDP collectives), in
+    # the single-process batches: the same test metrics a single process computes on these weights.
+    evaluator = runner if not ctx.enabled else (torch.compile(model) if opts.compile else model)
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=opts.bf16)
 
     def save(epoch: int, step: int) -> Path:
-        progress = {"epoch": epoch, "step": step, "totals": asdict(totals), "history": history, "run_hash": ident.run_hash}
+        """A checkpoint, written by rank 0; a collective (every process's RNG state goes in it)."""
+        rank_rng = ddp.gather_rng(ctx, device)
+        if not ctx.is_main:
+            return folder / "checkpoints" / ckpt.checkpoint_name(epoch, step)
+        progress = {"epoch": epoch, "step": step, "totals": asdict(totals), "history": history, "run_hash": plan.ident.run_hash,
+                    "world_size": ctx.world_size, **({"rank_rng": rank_rng} if rank_rng else {})}
         return ckpt.save_checkpoint(folder / "checkpoints", model=model, optimizer=optimizer, scheduler=scheduler,
                                     epoch=epoch, step=step, progress=progress)
+
+    def out_of_time() -> bool:
+        return opts.time_limit_s is not None and time.monotonic() - call_start >= opts.time_limit_s
 
     bar = _Progress(opts.progress and sys.stderr.isatty())
     steps_this_call, call_start, last_save = 0, time.monotonic(), time.monotonic()
@@ -281,22 +388,26 @@ def train(
                     out_ = runner(x)
                     loss = F.cross_entropy(out_.float(), y)
                 value = loss.item()
-                if not math.isfinite(value):
-                    raise _nonfinite(folder, value, epoch + 1, step + 1, good)
+                # One allreduce per step, before backward: the global batch's loss and error, and the
+                # decisions that come from each process's clock, so that every process sees the same
+                # NaN, stops at the same step and checkpoints at the same step.
+                loss_sum, wrong, seen, time_up, save_due = ddp.sum_over_ranks(ctx, [
+                    value * y.numel(), int((out_.argmax(1) != y).sum()), y.numel(),
+                    out_of_time(), time.monotonic() - last_save >= opts.checkpoint_every_s], device)
+                if not math.isfinite(loss_sum):
+                    raise _shared(ctx, _nonfinite(folder, loss_sum / seen, epoch + 1, step + 1, good))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                _ddp_loss(loss, y.numel(), train_loader.global_count(step), ctx).backward()
                 optimizer.step()
-                totals.loss_sum += value * y.numel()
-                totals.wrong += int((out_.argmax(1) != y).sum())
-                totals.seen += int(y.numel())
+                totals.loss_sum += loss_sum
+                totals.wrong += int(wrong)
+                totals.seen += int(seen)
                 steps_this_call += 1
                 train_loss, train_error = totals.record()
                 bar.step(f"loss {train_loss:.4f} err {train_error:5.2f}%")
-                now = time.monotonic()
-                stop = (opts.max_steps is not None and steps_this_call >= opts.max_steps) or (
-                    opts.time_limit_s is not None and now - call_start >= opts.time_limit_s)
-                if (stop or now - last_save >= opts.checkpoint_every_s) and step + 1 < len(train_loader):
-                    totals.seconds = now - t0
+                stop = (opts.max_steps is not None and steps_this_call >= opts.max_steps) or bool(time_up)
+                if (stop or save_due) and step + 1 < len(train_loader):
+                    totals.seconds = time.monotonic() - t0
                     good, last_save = save(epoch, step + 1), time.monotonic()
                 if stop and step + 1 < len(train_loader):
                     status = "stopped"
@@ -304,7 +415,8 @@ def train(
             if status == "stopped":
                 break
             start_step = 0
-            test_loss, test_error = evaluate(runner, test_loader, autocast)
+            test_loss, test_error = evaluate(evaluator, test_loader, autocast) if ctx.is_main else (None, None)
+            runner.train()  # the evaluator may be the bare module: hand it back in training mode
             train_loss, train_error = totals.record()
             record = {
                 "epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
@@ -313,24 +425,30 @@ def train(
                 "gates_k": model_tools.gate_values(model), "dirac_a": model_tools.dirac_values(model),
             }
             history.append(record)
-            runfolder.append_metrics(folder, record)
-            opts.log(f"epoch {epoch + 1}/{r.epochs}: train loss {train_loss:.4f}, train error {train_error:.2f}%, "
-                     f"test error {test_error:.2f}%, lr {record['lr']:.4g}, {record['seconds']:.1f} s")
+            if ctx.is_main:  # the other processes have no test metrics: they did not evaluate
+                runfolder.append_metrics(folder, record)
+                opts.log(f"epoch {epoch + 1}/{r.epochs}: train loss {train_loss:.4f}, train error {train_error:.2f}%, "
+                         f"test error {test_error:.2f}%, lr {record['lr']:.4g}, {record['seconds']:.1f} s")
             scheduler.step()
             totals = EpochTotals()
             good, last_save = save(epoch + 1, 0), time.monotonic()
-            stop = (opts.max_steps is not None and steps_this_call >= opts.max_steps) or (
-                opts.time_limit_s is not None and time.monotonic() - call_start >= opts.time_limit_s)
+            stop = (opts.max_steps is not None and steps_this_call >= opts.max_steps) or ddp.any_rank(ctx, out_of_time(), device)
             if stop and epoch + 1 < r.epochs:
                 status = "stopped"
                 break
     except ArchlangError:
         status = "diverged"
-        _finish(folder, model, history, compiled, recipe_label, resolved, data, subset, status, write_model=False)
+        if ctx.is_main:
+            _finish(folder, model, history, compiled, plan.recipe_label, plan.resolved, data, plan.subset, status,
+                    write_model=False)
         raise
     finally:
         bar.close()
-    _finish(folder, model, history, compiled, recipe_label, resolved, data, subset, status, write_model=status == "finished")
+    if ctx.is_main:
+        _finish(folder, model, history, compiled, plan.recipe_label, plan.resolved, data, plan.subset, status,
+                write_model=status == "finished")
+    # Every process returns only once rank 0 has written the run folder.
+    ddp.same_everywhere(ctx, "how training ended", status)
     return folder
 
 
