@@ -111,7 +111,7 @@ def _calibrated(spec: str) -> tuple[archlang.Compiled, torch.nn.Module]:
     return compiled, model.eval()
 
 
-@pytest.mark.parametrize("spec", ["diracnet(depth=10, k=0.5)", "resnet(depth=18, input=[3, 64, 64])"])
+@pytest.mark.parametrize("spec", ["diracnet(depth=10, k=0.5)", "resnet(depth=18, input=[3, 32, 32])"])
 def test_folding_gives_a_plain_network_with_the_same_outputs(spec: str):
     compiled, model = _calibrated(spec)
     network, plain = folded(model, compiled.network)
