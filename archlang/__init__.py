@@ -20,7 +20,7 @@ __all__ = ["ArchlangError", "Compiled", "compile", "compile_all", "compile_spec"
 __version__ = "0.1.0"
 
 
-def compile(text: str, filename: str = "<inline>") -> "nn.Module":  # noqa: A001 - the API the issue names
+def compile(text: str, filename: str = "<inline>") -> nn.Module:
     """Build the torch module of a one-network spec."""
     return compile_spec(text, filename).build()
 

@@ -7,7 +7,6 @@ validated, typed form of a network is the IR (archlang/ir), built from these nod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from archlang.errors import Span
 
@@ -46,7 +45,7 @@ class Name:
 
 @dataclass(frozen=True)
 class ListV:
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
     span: Span
 
 
@@ -54,7 +53,7 @@ class ListV:
 class SetV:
     """`{a, b, c}`: alternatives; a spec holding one is a sweep."""
 
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
     span: Span
 
 
@@ -63,7 +62,7 @@ class Arg:
     """One argument of a call; `name` is None for a positional argument."""
 
     name: str | None
-    value: "Expr"
+    value: Expr
     span: Span
     name_span: Span | None = None
 
@@ -84,7 +83,7 @@ class Call:
         return [a for a in self.args if a.name is not None]
 
 
-Expr = Union[Int, Float, Bool, Str, Name, ListV, SetV, Call]
+Expr = Int | Float | Bool | Str | Name | ListV | SetV | Call
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class Let:
 class Program:
     """A parsed file: definitions and top-level expressions, in source order."""
 
-    statements: tuple[Union[Let, Expr], ...] = field(default_factory=tuple)
+    statements: tuple[Let | Expr, ...] = field(default_factory=tuple)
 
 
 def children(expr: Expr) -> tuple[Expr, ...]:

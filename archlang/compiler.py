@@ -72,7 +72,7 @@ class Compiled:
     def total_params(self) -> int:
         return self.summary.params
 
-    def build(self) -> "nn.Module":
+    def build(self) -> nn.Module:
         self.check_buildable()
         from archlang.build import build
 

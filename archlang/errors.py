@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class ArchlangError(Exception):
         self.hint = hint
         self.path = path
 
-    def with_location(self, source: Source, span: Span | None) -> "ArchlangError":
+    def with_location(self, source: Source, span: Span | None) -> ArchlangError:
         """Attach a place to an error raised by code that does not know the source."""
         if self.source is None:
             self.source = source

@@ -83,7 +83,7 @@ def conv_shape(node: core.Conv, shape: Shape) -> Shape:
     _need_image(node, shape, "conv")
     if node.pad > node.kernel // 2 and node.padding is not None and node.pad >= node.kernel:
         raise _error(node, f"padding {node.pad} is not smaller than the kernel {node.kernel}")
-    c, h, w = shape
+    _c, h, w = shape
     return (node.out, _spatial(node, h, node.kernel, node.stride, node.pad),
             _spatial(node, w, node.kernel, node.stride, node.pad))
 

@@ -7,6 +7,7 @@ by formula, and builds like any other. Weights follow by module path.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -122,7 +123,7 @@ def _fold_sequential(seq: nn.Sequential) -> None:
         else:
             fold_module(child)
     names = [name for name, _ in seq.named_children()]
-    for a, b in zip(names, names[1:]):
+    for a, b in itertools.pairwise(names):
         conv, bn = getattr(seq, a), getattr(seq, b)
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
             setattr(seq, a, fuse_conv_bn_eval(conv, bn))

@@ -46,7 +46,7 @@ class IRNode(BaseModel):
     def positional_names(cls) -> list[str]:
         return list(cls.positional) if cls.positional is not None else cls.arg_names()
 
-    def at(self, span: Span | None) -> "IRNode":
+    def at(self, span: Span | None) -> IRNode:
         """Remember where this node was written (or, when expanded, which call produced it)."""
         self._span = span
         return self

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from archlang.ir.base import FieldProblem, IRNode
+
+if TYPE_CHECKING:  # the unions are built in nodes.py, which rebuilds these models with them
+    from archlang.ir.nodes import AnyNode, CoreNode
 
 PosInt = Annotated[int, Field(gt=0, le=1_000_000)]
 NonNegInt = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -38,7 +41,7 @@ class Conv(IRNode):
     out: PosInt
     kernel: Kernel = 3
     stride: PosInt = 1
-    padding: Optional[NonNegInt] = None
+    padding: NonNegInt | None = None
     bias: bool = False
     doc: ClassVar[str] = "2-D convolution; padding defaults to kernel//2 ('same' at stride 1)"
 
@@ -94,7 +97,7 @@ class Dropout(IRNode):
 class MaxPool(IRNode):
     kind: Literal["maxpool"] = "maxpool"
     kernel: PosInt = 2
-    stride: Optional[PosInt] = None
+    stride: PosInt | None = None
     padding: NonNegInt = 0
     ceil: bool = False
 
@@ -106,7 +109,7 @@ class MaxPool(IRNode):
 class AvgPool(IRNode):
     kind: Literal["avgpool"] = "avgpool"
     kernel: PosInt = 2
-    stride: Optional[PosInt] = None
+    stride: PosInt | None = None
     padding: NonNegInt = 0
 
     @property
@@ -121,14 +124,14 @@ class GlobalAvgPool(IRNode):
 
 class Seq(IRNode):
     kind: Literal["seq"] = "seq"
-    items: list["CoreNode"]
+    items: list[CoreNode]
     variadic: ClassVar[str | None] = "items"
 
 
 class Repeat(IRNode):
     kind: Literal["repeat"] = "repeat"
     n: RepeatCount
-    block: "CoreNode"
+    block: CoreNode
     doc: ClassVar[str] = "n copies of a block, each with its own weights"
 
 
@@ -137,10 +140,10 @@ ShortcutKind = Literal["auto", "identity", "projection", "zeropad"]
 
 class Residual(IRNode):
     kind: Literal["residual"] = "residual"
-    body: "CoreNode"
-    shortcut: Union[ShortcutKind, "CoreNode"] = "auto"
-    pre: Optional["CoreNode"] = None
-    post: Optional["CoreNode"] = None
+    body: CoreNode
+    shortcut: ShortcutKind | CoreNode = "auto"
+    pre: CoreNode | None = None
+    post: CoreNode | None = None
     doc: ClassVar[str] = ("post(body(pre(x)) + shortcut): shortcut 'auto' is the identity when shapes agree, "
                           "else a 1x1 projection of pre(x) (WRN); 'zeropad' is He et al.'s option A")
 
@@ -162,7 +165,7 @@ class Dirac(IRNode):
 
 class Highway(IRNode):
     kind: Literal["highway"] = "highway"
-    h: Union[Conv, Linear]
+    h: Conv | Linear
     bias_init: Annotated[float, Field(ge=-100.0, le=100.0)] = -2.0
     act: Literal["relu", "tanh"] = "relu"
     doc: ClassVar[str] = "y = H(x)*T(x) + x*(1-T(x)), T = sigmoid of a layer shaped like H (Highway eq. 3)"
@@ -173,7 +176,7 @@ BlockTemplate = Literal["plain", "residual", "highway", "basic", "bottleneck"]
 
 class Gated(IRNode):
     kind: Literal["gated"] = "gated"
-    block: Union["AnyNode", BlockTemplate]
+    block: AnyNode | BlockTemplate
     k_init: Annotated[float, Field(ge=-100.0, le=100.0)] = 1.0
     doc: ClassVar[str] = ("residual gate u = g(k)*f(x) + x, g = ReLU (Gated ResNets eq. 1); "
                           "on a plain layer u = g(k)*f(x) + (1-g(k))*x")

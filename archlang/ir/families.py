@@ -6,14 +6,31 @@ Each family validates its own arguments (depth rules, widths) and `expand()` ret
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Optional, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from archlang.ir.base import FieldProblem, IRNode
 from archlang.ir.core import (
-    BatchNorm, Conv, Dirac, Dropout, Flatten, Gated, GlobalAvgPool, Highway, Input, Linear, MaxPool,
-    Kernel, NCReLU, PosInt, Probability, ReLU, Residual, Seq, Tanh,
+    BatchNorm,
+    Conv,
+    Dirac,
+    Dropout,
+    Flatten,
+    Gated,
+    GlobalAvgPool,
+    Highway,
+    Input,
+    Kernel,
+    Linear,
+    MaxPool,
+    NCReLU,
+    PosInt,
+    Probability,
+    ReLU,
+    Residual,
+    Seq,
+    Tanh,
 )
 
 Classes = Annotated[int, Field(gt=0, le=100_000)]
@@ -64,7 +81,7 @@ class Family(IRNode):
         return node
 
     def _input(self) -> Input:
-        return Input(shape=list(getattr(self, "input")))
+        return Input(shape=list(self.input))
 
 
 def _maybe_gate(block: Residual, gate_k: float | None) -> IRNode:
@@ -89,11 +106,11 @@ def _groups_of(depth: int, offset: int, per_block: int, name: str, formula: str)
 
 class Wrn(Family):
     kind: Literal["wrn"] = "wrn"
-    depth: Optional[Depth] = None
+    depth: Depth | None = None
     k: Annotated[int, Field(gt=0, le=1000)] = 1
-    block: Union[BlockType, Gated] = Field(default_factory=lambda: BlockType(kernels=[3, 3]))
+    block: BlockType | Gated = Field(default_factory=lambda: BlockType(kernels=[3, 3]))
     dropout: Probability = 0.0
-    n: Optional[Annotated[int, Field(gt=0, le=MAX_DEPTH)]] = None
+    n: Annotated[int, Field(gt=0, le=MAX_DEPTH)] | None = None
     width: Width = 16
     classes: Classes = 10
     input: Shape = Field(default_factory=lambda: [3, 32, 32])
@@ -109,7 +126,7 @@ class Wrn(Family):
         return block
 
     @model_validator(mode="after")
-    def _depth_rule(self) -> "Wrn":
+    def _depth_rule(self) -> Wrn:
         convs = len(self.kernels)
         if self.n is None and self.depth is None:
             raise FieldProblem("depth", "wrn needs depth= (or n=, the number of blocks per group)",
@@ -168,7 +185,7 @@ class PreactResnet(Family):
     doc: ClassVar[str] = "pre-activation ResNet for CIFAR (He et al. 2016, as quoted by WRN Table 5, Gated ResNet Table 3)"
 
     @model_validator(mode="after")
-    def _depth_rule(self) -> "PreactResnet":
+    def _depth_rule(self) -> PreactResnet:
         if self.bottleneck:
             _groups_of(self.depth, 2, 9, "depth", "9N + 2 (bottleneck)")
         else:
@@ -255,16 +272,16 @@ class Diracnet(Family):
     depth: Depth
     k: Annotated[float, Field(gt=0, le=1000)] = 1.0
     dataset: Literal["cifar", "imagenet"] = "cifar"
-    groups: Optional[list[Annotated[int, Field(gt=0, le=MAX_DEPTH // 2)]]] = None
+    groups: list[Annotated[int, Field(gt=0, le=MAX_DEPTH // 2)]] | None = None
     a_init: float = 5.0
     b_init: float = 1e-3
-    classes: Optional[Classes] = None
-    input: Optional[Shape] = None
+    classes: Classes | None = None
+    input: Shape | None = None
     positional: ClassVar[tuple[str, ...] | None] = ("depth", "k")
     doc: ClassVar[str] = "DiracNet-depth-k without skip connections (DiracNets Table 1; authors' code before 'v2')"
 
     @model_validator(mode="after")
-    def _layout(self) -> "Diracnet":
+    def _layout(self) -> Diracnet:
         if self.dataset == "cifar":
             if self.groups is not None and len(self.groups) != 3:
                 raise FieldProblem("groups", "a CIFAR DiracNet has 3 groups")
@@ -326,7 +343,7 @@ class Mlp(Family):
     kind: Literal["mlp"] = "mlp"
     depth: Depth
     width: Width = 50
-    block: Union[Literal["plain", "residual", "highway"], Gated] = "plain"
+    block: Literal["plain", "residual", "highway"] | Gated = "plain"
     bn: bool = True
     act: Literal["relu", "tanh"] = "relu"
     bias_init: float = -2.0
@@ -336,7 +353,7 @@ class Mlp(Family):
     doc: ClassVar[str] = "fully-connected MNIST nets (Gated ResNet sec. 3.1; Highway sec. 3.1)"
 
     @model_validator(mode="after")
-    def _block_rule(self) -> "Mlp":
+    def _block_rule(self) -> Mlp:
         kind = self.block_kind
         if isinstance(self.block, Gated) and self.block.block not in ("residual", "plain"):
             raise FieldProblem("block", "mlp's gated block is gated(residual) or gated(plain)")
@@ -382,7 +399,7 @@ class HighwayCnn(Family):
     width: Width = 16
     bias_init: float = -2.0
     classes: Classes = 10
-    input: Optional[Shape] = None
+    input: Shape | None = None
     positional: ClassVar[tuple[str, ...] | None] = ("variant", "width")
     doc: ClassVar[str] = "convolutional highway nets (Highway Table 1: MNIST; Tables 2-3: CIFAR Highway B)"
 
@@ -413,7 +430,7 @@ class HighwayCnn(Family):
         return self._stamp(Seq(items=items))  # type: ignore[return-value]
 
     @model_validator(mode="after")
-    def _width_rule(self) -> "HighwayCnn":
+    def _width_rule(self) -> HighwayCnn:
         if self.variant == "cifar_b" and self.width != 16:
             raise FieldProblem("width", "Highway B has the published widths 32/80/128; width applies to mnist only",
                                hint="drop the width: highway_cnn(cifar_b)")

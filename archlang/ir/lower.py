@@ -213,9 +213,7 @@ def _expected_nodes(model: type[IRNode], field: str) -> str | None:
 def _value_at(data: dict[str, Any], loc: tuple[Any, ...]) -> Any:
     value: Any = data
     for key in loc:
-        if isinstance(value, dict) and key in value:
-            value = value[key]
-        elif isinstance(value, list) and isinstance(key, int) and key < len(value):
+        if isinstance(value, dict) and key in value or isinstance(value, list) and isinstance(key, int) and key < len(value):
             value = value[key]
         else:
             break

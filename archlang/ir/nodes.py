@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated
 
 from pydantic import Field
 
@@ -10,21 +10,12 @@ from archlang.ir import core, families
 from archlang.ir.base import IRNode
 
 CoreNode = Annotated[
-    Union[
-        core.Input, core.Conv, core.Linear, core.BatchNorm, core.ReLU, core.Tanh, core.Sigmoid, core.NCReLU,
-        core.Identity, core.Flatten, core.Dropout, core.MaxPool, core.AvgPool, core.GlobalAvgPool, core.Seq,
-        core.Repeat, core.Residual, core.Dirac, core.Highway, core.Gated,
-    ],
+    core.Input | core.Conv | core.Linear | core.BatchNorm | core.ReLU | core.Tanh | core.Sigmoid | core.NCReLU | core.Identity | core.Flatten | core.Dropout | core.MaxPool | core.AvgPool | core.GlobalAvgPool | core.Seq | core.Repeat | core.Residual | core.Dirac | core.Highway | core.Gated,
     Field(discriminator="kind"),
 ]
 
 AnyNode = Annotated[
-    Union[
-        core.Input, core.Conv, core.Linear, core.BatchNorm, core.ReLU, core.Tanh, core.Sigmoid, core.NCReLU,
-        core.Identity, core.Flatten, core.Dropout, core.MaxPool, core.AvgPool, core.GlobalAvgPool, core.Seq,
-        core.Repeat, core.Residual, core.Dirac, core.Highway, core.Gated, families.BlockType,
-        families.Wrn, families.PreactResnet, families.Resnet, families.Diracnet, families.Mlp, families.HighwayCnn,
-    ],
+    core.Input | core.Conv | core.Linear | core.BatchNorm | core.ReLU | core.Tanh | core.Sigmoid | core.NCReLU | core.Identity | core.Flatten | core.Dropout | core.MaxPool | core.AvgPool | core.GlobalAvgPool | core.Seq | core.Repeat | core.Residual | core.Dirac | core.Highway | core.Gated | families.BlockType | families.Wrn | families.PreactResnet | families.Resnet | families.Diracnet | families.Mlp | families.HighwayCnn,
     Field(discriminator="kind"),
 ]
 
