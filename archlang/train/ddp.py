@@ -264,19 +264,18 @@ def _decode_state(text: str) -> torch.Tensor:
 
 
 def restore_rng(ctx: DistContext, saved: list[dict[str, str | None]] | None, device: torch.device, seed: int,
-                epoch: int, step: int) -> bool:
-    """Restore this rank's RNG from a checkpoint; False if it was written by a different launch size.
+                epoch: int, step: int) -> None:
+    """Give this rank its own RNG state from a checkpoint (rank 0's is the checkpoint's main one).
 
-    Rank 0's state is the checkpoint's main RNG state (already restored). Other ranks of a
-    launch of another size get a fresh stream derived from (seed, rank, epoch, step): the
-    run continues with the same global batches, but dropout draws differ from an
-    uninterrupted run.
+    A checkpoint of a launch of another size has no state for this rank: it gets a fresh
+    stream derived from (seed, rank, epoch, step). The run continues with the same global
+    batches, but dropout draws differ from an uninterrupted run.
     """
     if not ctx.enabled or ctx.rank == 0:
-        return saved is None or len(saved) == ctx.world_size
+        return
     if saved is None or len(saved) != ctx.world_size:
         seed_rank(ctx, seed, epoch, step)
-        return False
+        return
     try:
         mine = saved[ctx.rank]
         torch.set_rng_state(_decode_state(mine["torch"]))
@@ -284,4 +283,3 @@ def restore_rng(ctx: DistContext, saved: list[dict[str, str | None]] | None, dev
             torch.cuda.set_rng_state(_decode_state(mine["cuda"]), device)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ArchlangError(f"the checkpoint's RNG state of process {ctx.rank} is damaged ({exc})") from None
-    return True

@@ -276,9 +276,11 @@ def _start(compiled: Any, plan: _RunPlan, data: Dataset, model: nn.Module, optim
     scheduler.load_state_dict(state.scheduler)
     ckpt.restore_rng(state.rng_tensors, state.rng_scalars)  # rank 0's; ddp.restore_rng then gives each rank its own
     p = state.progress
-    if not ddp.restore_rng(ctx, p.get("rank_rng"), plan.device, plan.resolved.recipe.seed, p["epoch"], p["step"]):
+    ddp.restore_rng(ctx, p.get("rank_rng"), plan.device, plan.resolved.recipe.seed, p["epoch"], p["step"])
+    if p.get("world_size", 1) != ctx.world_size:
         opts.log(f"warning: {state.path.name} was written by {p.get('world_size', 1)} process(es) and is resumed by "
-                 f"{ctx.world_size}: the global batches are the same, the other processes' random draws (dropout) are not")
+                 f"{ctx.world_size}: the global batches are the same, but not the random draws (dropout) of the "
+                 "processes other than rank 0, nor batch norm's per-process statistics")
     history = p["history"]
     if ctx.is_main:
         runfolder.rewrite_metrics(folder, history)
