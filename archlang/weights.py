@@ -11,19 +11,23 @@ from archlang.errors import ArchlangError
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write the state dict atomically: to a temporary file first, then renamed over `path`."""
-    from safetensors.torch import save_file
+    """Write the state dict atomically (temporary file, fsync, rename), as checkpoints are written."""
+    import io
 
-    tmp = path.with_name(path.name + ".tmp")
+    from safetensors.torch import save
+
+    from archlang.train.checkpoint import atomic_write_bytes
+
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        data = save(state, metadata=metadata or {})
+    else:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
     try:
-        if path.suffix == ".safetensors":
-            save_file(state, str(tmp), metadata=metadata or {})
-        else:
-            torch.save(state, tmp)
-        tmp.replace(path)
+        atomic_write_bytes(path, data)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise ArchlangError(f"cannot write weights: {err.strerror}", path=str(path)) from None
 
 
