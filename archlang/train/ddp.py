@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -130,9 +131,25 @@ def session(device_name: str) -> Iterator[DistContext]:
                             f"the environment says {ctx.rank} of {ctx.world_size}")
     try:
         yield ctx
+        if created:
+            _last_barrier(dist)
+    except ArchlangError:
+        # A reported error is agreed by all processes (the others return normally): meet them.
+        if created:
+            _last_barrier(dist)
+        raise
     finally:
         if created:
             dist.destroy_process_group()
+
+
+def _last_barrier(dist: Any) -> None:
+    """Wait for every process before tearing down: a peer destroyed while another still talks
+    makes gloo abort (SIGABRT) in that one. Bounded, so a process that died cannot hang the rest."""
+    try:
+        dist.monitored_barrier(timeout=timedelta(seconds=120)) if dist.get_backend() == "gloo" else dist.barrier()
+    except RuntimeError:
+        pass
 
 
 def agreed(ctx: DistContext, action: Callable[[], T]) -> T:
