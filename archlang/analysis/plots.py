@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from matplotlib.ticker import MaxNLocator
+
 
 def _pyplot():
     import matplotlib
@@ -23,6 +25,7 @@ def plot_prune(curves: Sequence, path: Path, title: str) -> None:
         ax.errorbar(curve.removed, curve.accuracy, yerr=curve.spread if any(curve.spread) else None,
                     marker="o", ms=3, capsize=2, label=curve.strategy)
     ax.set_xlabel("number of removed layers")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.legend()
@@ -38,6 +41,7 @@ def plot_lesion(baseline: float, lesions: Sequence, path: Path, title: str) -> N
     ax.plot([x.layer for x in lesions], [x.error for x in lesions], "o-", ms=3, label="lesioned")
     ax.axhline(baseline, color="k", ls="--", lw=1, label="not lesioned")
     ax.set_xlabel("lesioned layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("training set error (%)")
     ax.set_title(title)
     ax.legend()
@@ -63,6 +67,7 @@ def plot_gates(rows: Sequence, activity: dict[str, float], path: Path, title: st
     for ax, (kind, label, values) in zip(axes[0], panels):
         ax.bar([v[0] for v in values], [v[1] for v in values])
         ax.set_xlabel("block" if kind == "gate" else "layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
     fig.suptitle(title)
     fig.tight_layout()

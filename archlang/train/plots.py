@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import MaxNLocator
+
 
 def _pyplot():
     import matplotlib
@@ -26,12 +28,14 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train loss")
     ax_loss.set_xlabel("epoch")
+    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.set_ylabel("cross-entropy")
     ax_loss.set_yscale("log")
     ax_loss.legend()
     ax_err.plot(epochs, [r["train_error"] for r in history], "--", label="train error")
     ax_err.plot(epochs, [r["test_error"] for r in history], label="test error")
     ax_err.set_xlabel("epoch")
+    ax_err.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_err.set_ylabel("error (%)")
     ax_err.legend()
     fig.suptitle(title)
@@ -53,6 +57,7 @@ def plot_per_layer(history: list[dict[str, Any]], key: str, path: Path, ylabel: 
         values = [r[key].get(name, float("nan")) for r in history]
         ax.plot(epochs, values, color=cmap(i / max(1, len(names) - 1)), label=name if len(names) <= 12 else None)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.set_title(title + ("" if len(names) <= 12 else f" ({len(names)} layers, dark = first)"))
     if len(names) <= 12:
