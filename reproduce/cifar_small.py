@@ -44,7 +44,7 @@ def main() -> None:
             "paper": paper, "table": table, "spec": spec, "metric": f"CIFAR-10 test error (%), {name}",
             "paper_value": paper_value, "ours": round(s["final_test_error"], 2), "epochs": s["epochs_done"],
             "scale": f"{s['epochs_done']} of {200} epochs, {images} training images (JPEG CIFAR-10), CPU fp32",
-            "command": " ".join(job.command("../shared/data")), "seconds": s["seconds"]})
+            "command": job.command("../shared/data"), "seconds": s["seconds"]})
     for key, entries in by_table.items():
         merge_results(entries, key)
 

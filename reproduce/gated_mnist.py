@@ -37,7 +37,7 @@ def results(data_dir: str) -> list[dict]:
         i = DEPTHS.index(int(d))
         scale = f"full scale: all 60,000 MNIST training images, {s['epochs']} epochs, 1 run (paper: 1 run)"
         base = {"paper": PAPER, "spec": job.spec, "epochs": s["epochs_done"], "scale": scale,
-                "command": " ".join(job.command("../shared/data")), "seconds": s["seconds"]}
+                "command": job.command("../shared/data"), "seconds": s["seconds"]}
         entries.append({**base, "table": "Table 1", "metric": f"test error (%), {kind}, d={d}",
                         "paper_value": TABLE1[kind][i], "ours": round(s["final_test_error"], 2)})
         if kind == "gated":

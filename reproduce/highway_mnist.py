@@ -76,7 +76,7 @@ def main() -> None:
             "paper_value": "< 1e-4 (plain 10 and 20 layers; curves only)" if kind == "plain" and int(n) <= 20 else None,
             "ours": float(f"{s['final_train_loss']:.3g}"), "epochs": s["epochs_done"],
             "scale": f"full MNIST training set, {s['epochs_done']} epochs (paper: longer, best of a 100-run search)",
-            "command": " ".join(job.command("../shared/data")), "seconds": s["seconds"]})
+            "command": job.command("../shared/data"), "seconds": s["seconds"]})
     merge_results(entries, (PAPER, "Figure 1"))
     plot(all_jobs)
     print(f"{len(entries)} results; figure reproduce/highway_fig1.png")

@@ -35,10 +35,10 @@ class Job:
     def folder(self) -> Path:
         return RUNS / self.name
 
-    def command(self, data_dir: str) -> list[str]:
-        """The command to record: what a user types to reproduce this number."""
-        return ["archlang", "train", self.spec, "--recipe", self.recipe, *self.extra,
-                "--data-dir", data_dir, "--out", "reproduce/runs", "--name", self.name]
+    def command(self, data_dir: str) -> str:
+        """The command to record: what a user types (shell-quoted) to reproduce this number."""
+        return shlex.join(["archlang", "train", self.spec, "--recipe", self.recipe, *self.extra,
+                           "--data-dir", data_dir, "--out", "reproduce/runs", "--name", self.name])
 
     def status(self) -> str:
         summary = self.folder / "summary.json"
