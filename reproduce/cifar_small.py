@@ -12,11 +12,11 @@ from __future__ import annotations
 from jobs import Job, merge_results, parser, run_all, summary
 
 NETS = [
-    ("wrn-16-1", "wrn(depth=16, k=1)", "wrn-cifar", "WRN (Zagoruyko & Komodakis)", "Table 4", None),
+    ("wrn-16-1", "wrn(depth=16, k=1)", "wrn-cifar", "WRN (Zagoruyko & Komodakis)", "CIFAR-10 small-scale check", None),
     ("gated-wrn-16-1", "wrn(depth=16, k=1, block=gated(B(3,3)))", "gated-cifar-wrn",
-     "Gated ResNet (Savarese et al., later version)", "Table 3", None),
-    ("diracnet-10-1", "diracnet(depth=10, k=1)", "dirac-cifar", "DiracNets (Zagoruyko & Komodakis)", "Table 2", None),
-    ("diracnet-16-1", "diracnet(depth=16, k=1)", "dirac-cifar", "DiracNets (Zagoruyko & Komodakis)", "Table 2", None),
+     "Gated ResNet (Savarese et al., later version)", "CIFAR-10 small-scale check", None),
+    ("diracnet-10-1", "diracnet(depth=10, k=1)", "dirac-cifar", "DiracNets (Zagoruyko & Komodakis)", "CIFAR-10 small-scale check", None),
+    ("diracnet-16-1", "diracnet(depth=16, k=1)", "dirac-cifar", "DiracNets (Zagoruyko & Komodakis)", "CIFAR-10 small-scale check", None),
 ]
 
 
