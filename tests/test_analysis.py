@@ -159,7 +159,7 @@ def test_sampled_tsdi_matches_the_papers_closed_forms_under_he_init(spec: str, k
 def test_removable_blocks_skip_projection_blocks():
     compiled = archlang.compile_spec("wrn(depth=16, k=2)")
     blocks = removable_blocks(compiled.network)
-    # The first block of each group changes width (projection): 2 of each 2-block group remain removable... 1 each.
+    # WRN-16-2 has 2 blocks per group; the first of each changes width (projection), so 1 per group is removable.
     assert len(blocks) == 3 and all(b.kind == "residual" for b in blocks)
 
 

@@ -17,6 +17,18 @@ def _pyplot():
     return plt
 
 
+def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    """Label a one-panel figure like the papers' (counted x axis), save it and free it."""
+    ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=8)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_prune(curves: Sequence, path: Path, title: str) -> None:
     """Gated ResNet Fig. 5 (right): test accuracy against the number of removed layers."""
     plt = _pyplot()
@@ -24,14 +36,7 @@ def plot_prune(curves: Sequence, path: Path, title: str) -> None:
     for curve in curves:
         ax.errorbar(curve.removed, curve.accuracy, yerr=curve.spread if any(curve.spread) else None,
                     marker="o", ms=3, capsize=2, label=curve.strategy)
-    ax.set_xlabel("number of removed layers")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title, fontsize=8)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, "number of removed layers", "test accuracy (%)", title, path)
 
 
 def plot_lesion(baseline: float, lesions: Sequence, path: Path, title: str) -> None:
@@ -40,14 +45,7 @@ def plot_lesion(baseline: float, lesions: Sequence, path: Path, title: str) -> N
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.plot([x.layer for x in lesions], [x.error for x in lesions], "o-", ms=3, label="lesioned")
     ax.axhline(baseline, color="k", ls="--", lw=1, label="not lesioned")
-    ax.set_xlabel("lesioned layer")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("training set error (%)")
-    ax.set_title(title, fontsize=8)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, "lesioned layer", "training set error (%)", title, path)
 
 
 def plot_gates(rows: Sequence, activity: dict[str, float], path: Path, title: str) -> bool:

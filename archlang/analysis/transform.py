@@ -30,15 +30,6 @@ class Block:
     module_path: str  # its name in the built nn.Sequential
 
 
-def _item_shapes(network: core.Seq) -> list[infer.Shape]:
-    """The input shape of every top-level item, and the network's output shape last."""
-    shapes: list[infer.Shape] = [tuple(network.items[0].shape)]  # type: ignore[union-attr]
-    for i in range(1, len(network.items)):
-        partial = core.Seq(items=network.items[: i + 1])
-        shapes.append(infer.summarize(partial).output_shape)
-    return shapes
-
-
 def removable_blocks(network: core.Seq, kinds: tuple[str, ...] = ("gated", "residual", "highway")) -> list[Block]:
     """Shape-preserving residual, gated and highway blocks at the top level (what Fig. 5 / Fig. 4 remove)."""
     walker_shapes = []
