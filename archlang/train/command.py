@@ -69,6 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for conv nets")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--workers", type=int, metavar="N", help="processes that decode ImageNet images "
+                   "(default: up to 8, one core left free; 0: in the training process)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0,
                    help="also checkpoint inside an epoch this often (default: 5; 0: after every step)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
@@ -147,6 +149,7 @@ def _prepare(args: argparse.Namespace):
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         checkpoint_every_s=max(0.0, args.checkpoint_minutes * 60.0),
         max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit else None,
+        workers=args.workers,
     )
     return lambda: train(compiled, recipe=recipe, overrides=overrides, out=args.out, name=args.name, resume=args.resume,
                          data_dir=args.data_dir, subset=args.subset, options=options, spec_text=source.text)

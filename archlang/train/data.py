@@ -53,6 +53,9 @@ class Split:
     def first(self, n: int) -> Split:
         return Split(self.images[:n], self.labels[:n])
 
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
     def to(self, device: torch.device) -> Split:
         return Split(self.images.to(device), self.labels.to(device))
 
@@ -60,11 +63,13 @@ class Split:
 @dataclass
 class Dataset:
     name: str
-    train: Split
+    train: Split  # or a stream.StreamSplit (ImageNet): the same len/first/sample_shape
     test: Split
     num_classes: int
-    mean: torch.Tensor  # per channel, in [0, 1] units, from the full training split
-    std: torch.Tensor
+    # Per channel, in [0, 1] units, from the full training split; None for a streamed dataset,
+    # whose recipe states them (reading every ImageNet image to compute them is not an option).
+    mean: torch.Tensor | None
+    std: torch.Tensor | None
     origin: str  # where it was read from, for the run folder
 
 
@@ -354,7 +359,56 @@ class EpochPlan:
     flips: torch.Tensor  # [N] bool
 
 
-class BatchLoader:
+class Batching:
+    """What every batch iterator shares: global batches, their per-process shards, and the
+    normalisation x = u8 * a + b, which folds /255, mean and std into one multiply-add."""
+
+    def __init__(self, total: int, *, batch_size: int, mean: torch.Tensor, std: torch.Tensor, normalize: str,
+                 device: torch.device, train: bool, seed: int = 0, channels_last: bool = False,
+                 dtype: torch.dtype = torch.float32, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.total, self.batch_size, self.device, self.train, self.seed = total, batch_size, device, train, seed
+        self.channels_last, self.dtype = channels_last, dtype
+        self.rank, self.world_size = rank, world_size
+        c = mean.numel()
+        shift = mean if normalize in ("mean", "meanstd") else torch.zeros(c)
+        scale = std if normalize == "meanstd" else torch.ones(c)
+        self.a = (1.0 / (255.0 * scale)).view(1, c, 1, 1).to(device, dtype)
+        self.b = (-shift / scale).view(1, c, 1, 1).to(device, dtype)
+
+    def __len__(self) -> int:
+        return (self.total + self.batch_size - 1) // self.batch_size
+
+    def global_count(self, step: int) -> int:
+        """Images in global batch `step`: batch_size, except a shorter last batch."""
+        return min(self.batch_size, self.total - step * self.batch_size)
+
+    def shard(self, step: int) -> slice:
+        """This process's part of global batch `step`, as positions in the epoch's order.
+
+        Contiguous and balanced like torch.tensor_split: in a short last batch the first
+        processes take one image more, so rank 0 (whose BN buffers DDP broadcasts) never
+        gets an empty shard. With one process it is the whole batch.
+        """
+        start, n = step * self.batch_size, self.global_count(step)
+        size, extra = divmod(n, self.world_size)
+        first = start + self.rank * size + min(self.rank, extra)
+        return slice(first, first + size + (1 if self.rank < extra else 0))
+
+    def epoch_generator(self, epoch: int) -> torch.Generator:
+        """The source of every random draw of one training epoch: a function of (seed, epoch) only."""
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
+
+    def normalized(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.dtype) * self.a + self.b
+
+    def formatted(self, x: torch.Tensor) -> torch.Tensor:
+        fmt = torch.channels_last if self.channels_last and x.dim() == 4 else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
+
+class BatchLoader(Batching):
     """Batches of normalised float tensors from a uint8 split on the training device."""
 
     def __init__(
@@ -376,50 +430,19 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        super().__init__(len(split), batch_size=batch_size, mean=mean, std=std, normalize=normalize, device=device,
+                         train=train, seed=seed, channels_last=channels_last, dtype=dtype, rank=rank,
+                         world_size=world_size)
         self.data = split.to(device)
-        self.batch_size = batch_size
-        self.device = device
-        self.train = train
         self.crop_pad = crop_pad if train else 0
         self.pad_mode = pad_mode
         self.flip = flip and train
-        self.seed = seed
-        self.channels_last = channels_last
-        self.dtype = dtype
-        self.rank, self.world_size = rank, world_size
-        c = split.images.shape[1]
-        shift = mean if normalize in ("mean", "meanstd") else torch.zeros(c)
-        scale = std if normalize == "meanstd" else torch.ones(c)
-        # x_norm = u8 * a + b folds /255, mean and std into one multiply-add.
-        self.a = (1.0 / (255.0 * scale)).view(1, c, 1, 1).to(device, dtype)
-        self.b = (-shift / scale).view(1, c, 1, 1).to(device, dtype)
-
-    def __len__(self) -> int:
-        return (len(self.data) + self.batch_size - 1) // self.batch_size
-
-    def global_count(self, step: int) -> int:
-        """Images in global batch `step`: batch_size, except a shorter last batch."""
-        return min(self.batch_size, len(self.data) - step * self.batch_size)
-
-    def shard(self, step: int) -> slice:
-        """This process's part of global batch `step`, as positions in the epoch's order.
-
-        Contiguous and balanced like torch.tensor_split: in a short last batch the first
-        processes take one image more, so rank 0 (whose BN buffers DDP broadcasts) never
-        gets an empty shard. With one process it is the whole batch.
-        """
-        start, n = step * self.batch_size, self.global_count(step)
-        size, extra = divmod(n, self.world_size)
-        first = start + self.rank * size + min(self.rank, extra)
-        return slice(first, first + size + (1 if self.rank < extra else 0))
 
     def plan(self, epoch: int) -> EpochPlan:
         n = len(self.data)
         if not self.train:
             return EpochPlan(torch.arange(n), torch.zeros(n, 2, dtype=torch.long), torch.zeros(n, dtype=torch.bool))
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
+        g = self.epoch_generator(epoch)
         order = torch.randperm(n, generator=g)
         offsets = torch.randint(0, 2 * self.crop_pad + 1, (n, 2), generator=g)
         flips = torch.rand(n, generator=g) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
@@ -440,7 +463,7 @@ class BatchLoader:
             rows, cols = _reflect(rows, h), _reflect(cols, w)
         # One advanced-indexing gather: [B, H, W, C], which permutes to a channels_last NCHW view.
         batch = images[idx[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-        x = batch.to(self.dtype) * self.a + self.b
+        x = self.normalized(batch)
         if inside is not None:
             x = x * inside[:, None].to(x.dtype)  # zero padding in normalised units
         return x
@@ -454,6 +477,5 @@ class BatchLoader:
             if self.crop_pad or self.flip:
                 x = self._gather(idx, offsets[sl], flips[sl])
             else:
-                x = self.data.images[idx].to(self.dtype) * self.a + self.b
-            fmt = torch.channels_last if self.channels_last and x.dim() == 4 else torch.contiguous_format
-            yield x.contiguous(memory_format=fmt), self.data.labels[idx]
+                x = self.normalized(self.data.images[idx])
+            yield self.formatted(x), self.data.labels[idx]

@@ -22,8 +22,8 @@ from torch import nn
 
 from archlang.errors import ArchlangError
 from archlang.train import checkpoint as ckpt
-from archlang.train import ddp, model_tools, plots, runfolder
-from archlang.train.data import BatchLoader, Dataset, load_dataset
+from archlang.train import ddp, model_tools, plots, runfolder, stream
+from archlang.train.data import BatchLoader, Dataset, default_data_root, load_dataset
 from archlang.train.recipes import Recipe, ResolvedRecipe, build_recipe
 
 
@@ -42,6 +42,7 @@ class TrainOptions:
     checkpoint_every_s: float = 300.0  # mid-epoch checkpoints for long epochs
     max_steps: int | None = None  # stop (checkpointed) after this many optimizer steps of this call
     time_limit_s: float | None = None  # stop (checkpointed) after this long; resume later
+    workers: int | None = None  # DataLoader processes for ImageNet (None: up to 8, one core left free)
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
 
 
@@ -69,7 +70,7 @@ def _dataset_name(recipe: Recipe, num_classes: int) -> str:
 
 
 def _check_fit(compiled: Any, data: Dataset) -> None:
-    shape = tuple(data.train.images.shape[1:])
+    shape = tuple(data.train.sample_shape())
     if tuple(compiled.input_shape) != shape:
         raise ArchlangError(f"the spec takes inputs of shape {tuple(compiled.input_shape)} but {data.name} images are {shape}",
                             hint="pick a recipe for this dataset with --recipe, or a spec for it")
@@ -91,17 +92,29 @@ class EpochTotals:
         return self.loss_sum / max(1, self.seen), 100.0 * self.wrong / max(1, self.seen)
 
 
+@dataclass(frozen=True)
+class TestResult:
+    loss: float
+    error: float  # top-1, percent
+    error_top5: float | None  # percent; None with 5 classes or fewer
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: BatchLoader, autocast: Any) -> tuple[float, float]:
+def evaluate(model: nn.Module, loader: Any, autocast: Any) -> TestResult:
     model.eval()
-    loss_sum, wrong, seen = 0.0, 0, 0
+    loss_sum, wrong, wrong5, seen, classes = 0.0, 0, 0, 0, 0
     for x, y in loader.batches(0):
         with autocast():
             out = model(x)
         loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
         wrong += int((out.argmax(1) != y).sum())
+        classes = out.shape[1]
+        if classes > 5:
+            wrong5 += int((out.topk(5, dim=1).indices != y[:, None]).all(dim=1).sum())
         seen += int(y.numel())
-    return loss_sum / max(1, seen), 100.0 * wrong / max(1, seen)
+    n = max(1, seen)
+    top5 = 100.0 * wrong5 / n if classes > 5 else None
+    return TestResult(loss_sum / n, 100.0 * wrong / n, top5)
 
 
 class _Progress:
@@ -229,15 +242,48 @@ def _load_data(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: TrainO
     r = plan.resolved.recipe
 
     def load() -> Dataset:
-        data = load_dataset(_dataset_name(r, compiled.num_classes),
-                            data_dir=Path(plan.data_dir) if plan.data_dir else None, download=opts.download,
-                            cache_dir=opts.cache_dir, extra=r.train_split == "train+extra")
+        if r.dataset == "imagenet":
+            data = _load_imagenet(r, Path(plan.data_dir) if plan.data_dir else None)
+        else:
+            data = load_dataset(_dataset_name(r, compiled.num_classes),
+                                data_dir=Path(plan.data_dir) if plan.data_dir else None, download=opts.download,
+                                cache_dir=opts.cache_dir, extra=r.train_split == "train+extra")
         _check_fit(compiled, data)
         return data
 
     first = ddp.agreed(ctx, lambda: load() if ctx.is_main else None)
     rest = ddp.agreed(ctx, lambda: None if ctx.is_main else load())
     return first if ctx.is_main else rest
+
+
+def _load_imagenet(r: Recipe, data_dir: Path | None) -> Dataset:
+    root = data_dir if data_dir is not None else default_data_root() / "imagenet"
+    train, test, classes = stream.load_imagenet(root, size=r.crop_size or 224, resize=r.eval_resize(),
+                                                scale=r.crop_scale or (0.08, 1.0))
+    return Dataset("imagenet", train, test, classes, None, None, str(root))
+
+
+def _statistics(r: Recipe, data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalisation statistics: the recipe's, else those computed from the training split."""
+    if r.mean is not None and r.std is not None:
+        channels = data.train.sample_shape()[0]
+        mean, std = torch.tensor(r.mean), torch.tensor(r.std)
+        if mean.numel() != channels:
+            raise ArchlangError(f"the recipe's mean and std have {mean.numel()} values but {data.name} images have "
+                                f"{channels} channels", hint="give one value per channel")
+        return mean, std
+    if data.mean is None or data.std is None:
+        c = data.train.sample_shape()[0]
+        return torch.zeros(c), torch.ones(c)  # only with normalize: scale (the recipe check enforces it)
+    return data.mean, data.std
+
+
+def _make_loader(split: Any, **kwargs: Any) -> Any:
+    """The batch iterator for a split: whole-tensor batches, or streamed from disk (ImageNet)."""
+    if isinstance(split, stream.StreamSplit):
+        return stream.StreamLoader(split, **kwargs)
+    kwargs.pop("workers", None)
+    return BatchLoader(split, **kwargs)
 
 
 @dataclass
@@ -347,11 +393,13 @@ def _train_planned(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: Tr
     start_epoch, start_step, totals, history, good = start.epoch, start.step, start.totals, start.history, start.good
 
     dtype = torch.float32
-    loader_kwargs: dict[str, Any] = {"mean": data.mean, "std": data.std, "normalize": r.normalize, "device": device,
-                                     "channels_last": opts.channels_last, "dtype": dtype}
-    train_loader = BatchLoader(train_split, batch_size=r.batch_size, train=True, crop_pad=r.crop_pad, pad_mode=r.pad_mode,
-                               flip=r.flip, seed=r.seed, rank=ctx.rank, world_size=ctx.world_size, **loader_kwargs)
-    test_loader = BatchLoader(data.test, batch_size=r.eval_batch_size, train=False, **loader_kwargs)
+    mean, std = _statistics(r, data)
+    loader_kwargs: dict[str, Any] = {"mean": mean, "std": std, "normalize": r.normalize, "device": device,
+                                     "channels_last": opts.channels_last, "dtype": dtype, "workers": opts.workers}
+    train_loader = _make_loader(train_split, batch_size=r.batch_size, train=True, crop_pad=r.crop_pad,
+                                pad_mode=r.pad_mode, flip=r.flip, seed=r.seed, rank=ctx.rank, world_size=ctx.world_size,
+                                **loader_kwargs)
+    test_loader = _make_loader(data.test, batch_size=r.eval_batch_size, train=False, **loader_kwargs)
     # DDP wraps the model after the optimizer and the checkpoint are loaded: its construction
     # broadcasts rank 0's weights and buffers, so every process starts from the same state.
     net = ddp.wrap(model, ctx, device)
@@ -417,12 +465,14 @@ def _train_planned(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: Tr
             if status == "stopped":
                 break
             start_step = 0
-            test_loss, test_error = evaluate(evaluator, test_loader, autocast) if ctx.is_main else (None, None)
+            test = evaluate(evaluator, test_loader, autocast) if ctx.is_main else TestResult(None, None, None)
             runner.train()  # the evaluator may be the bare module: hand it back in training mode
             train_loss, train_error = totals.record()
             record = {
                 "epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
-                "test_loss": test_loss, "test_error": test_error, "lr": optimizer.param_groups[0]["lr"],
+                "test_loss": test.loss, "test_error": test.error,
+                **({"test_error_top5": test.error_top5} if test.error_top5 is not None else {}),
+                "lr": optimizer.param_groups[0]["lr"],
                 "seconds": round(time.monotonic() - t0, 3), "steps": len(train_loader),
                 "gates_k": model_tools.gate_values(model), "dirac_a": model_tools.dirac_values(model),
             }
@@ -430,7 +480,7 @@ def _train_planned(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: Tr
             if ctx.is_main:  # the other processes have no test metrics: they did not evaluate
                 runfolder.append_metrics(folder, record)
                 opts.log(f"epoch {epoch + 1}/{r.epochs}: train loss {train_loss:.4f}, train error {train_error:.2f}%, "
-                         f"test error {test_error:.2f}%, lr {record['lr']:.4g}, {record['seconds']:.1f} s")
+                         f"test error {test.error:.2f}%, lr {record['lr']:.4g}, {record['seconds']:.1f} s")
             scheduler.step()
             totals = EpochTotals()
             good, last_save = save(epoch + 1, 0), time.monotonic()
@@ -471,6 +521,7 @@ def _finish(folder: Path, model: nn.Module, history: list[dict[str, Any]], compi
         "train_images": subset or len(data.train),
         "params": compiled.total_params,
         "final_test_error": last.get("test_error"),
+        "final_test_error_top5": last.get("test_error_top5"),
         "best_test_error": min((h["test_error"] for h in history), default=None),
         "final_train_loss": last.get("train_loss"),
         "final_train_error": last.get("train_error"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +35,20 @@ class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Data. "cifar" resolves to cifar10 or cifar100 from the spec's number of classes.
-    dataset: Literal["mnist", "cifar", "cifar10", "cifar100", "svhn", "imagefolder"]
+    dataset: Literal["mnist", "cifar", "cifar10", "cifar100", "svhn", "imagefolder", "imagenet"]
     train_split: Literal["train", "train+extra"] = "train"
     normalize: Literal["scale", "mean", "meanstd"] = "scale"
     crop_pad: int = Field(0, ge=0, le=16)
     pad_mode: Literal["reflect", "zeros"] = "reflect"
     flip: bool = False
+    # Per-channel statistics in [0, 1] units; default: computed from the training split.
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    # ImageNet (read image by image): RandomResizedCrop to crop_size over crop_scale of the
+    # area for training; for evaluation the shorter side resized to `resize`, centre crop.
+    crop_size: int | None = Field(None, ge=8, le=2048)
+    resize: int | None = Field(None, ge=8, le=4096)
+    crop_scale: tuple[float, float] | None = None
 
     # Optimizer.
     optimizer: Literal["sgd", "nadam", "adam"]
@@ -90,7 +99,38 @@ class Recipe(BaseModel):
             raise ValueError("betas must be two numbers in [0, 1)")
         if self.nesterov and self.optimizer == "sgd" and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening 0")
+        self._check_statistics()
+        self._check_streamed_crops()
         return self
+
+    def _check_statistics(self) -> None:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither")
+        if self.mean is not None and self.std is not None:
+            if len(self.mean) != len(self.std) or len(self.mean) not in (1, 3):
+                raise ValueError("mean and std need one value per channel (1 or 3), the same number of each")
+            if any(s <= 0 for s in self.std):
+                raise ValueError("std values must be positive")
+
+    def _check_streamed_crops(self) -> None:
+        if self.dataset != "imagenet":
+            if any(v is not None for v in (self.crop_size, self.resize, self.crop_scale)):
+                raise ValueError("crop_size, resize and crop_scale apply to dataset imagenet; "
+                                 "the in-memory datasets use crop_pad and flip")
+            return
+        if self.crop_size is None:
+            raise ValueError("dataset imagenet needs crop_size (the side of the crops the network sees, e.g. 224)")
+        if self.normalize != "scale" and self.mean is None:
+            raise ValueError("dataset imagenet needs mean and std in the recipe (they are not computed from "
+                             "1.28M images), or normalize: scale")
+        if self.resize is not None and self.resize < self.crop_size:
+            raise ValueError(f"resize ({self.resize}) must be at least crop_size ({self.crop_size})")
+        if self.crop_scale is not None and not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
+            raise ValueError("crop_scale must be (low, high) with 0 < low <= high <= 1")
+
+    def eval_resize(self) -> int:
+        """ImageNet evaluation: the shorter side before the centre crop (256 for 224 crops)."""
+        return self.resize if self.resize is not None else round((self.crop_size or 224) * 256 / 224)
 
     def milestone_epochs(self) -> list[int]:
         """Milestones as 0-based epoch indices from which the next factor applies."""
@@ -108,6 +148,10 @@ class Recipe(BaseModel):
 
 
 RECIPE_FIELDS = tuple(Recipe.model_fields)
+
+# Fields added after runs already existed: left out of the resolved recipe while unset, so the
+# recipe hash of those runs, and their --resume, stay valid.
+LATER_FIELDS = ("mean", "std", "crop_size", "resize", "crop_scale")
 
 
 @dataclass
@@ -128,7 +172,8 @@ class ResolvedRecipe:
     given_text: str  # the YAML as shipped/written, plus the overrides applied on top
 
     def resolved_dict(self) -> dict[str, Any]:
-        return json.loads(self.recipe.model_dump_json())
+        values = json.loads(self.recipe.model_dump_json())
+        return {k: v for k, v in values.items() if not (k in LATER_FIELDS and v is None)}
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.resolved_dict(), sort_keys=True).encode()).hexdigest()
@@ -199,6 +244,10 @@ def _family_block_name(family_args: Mapping[str, Any]) -> str:
 def default_recipe_name(family: str | None, family_args: Mapping[str, Any], input_shape: tuple[int, ...]) -> str:
     """The paper recipe a family trains with when no --recipe is given."""
     is_mnist = tuple(input_shape)[-2:] == (28, 28)
+    # ImageNet-sized inputs: DiracNets trains its ImageNet nets and the ResNet-18/34 baselines
+    # of Table 3 with one recipe.
+    if family in ("diracnet", "resnet", "preact_resnet") and tuple(input_shape)[-1:] >= (64,):
+        return "dirac-imagenet"
     if family == "mlp":
         return "highway-mnist" if "highway" in _family_block_name(family_args) else "gated-mnist"
     if family == "wrn":
@@ -257,12 +306,23 @@ def _validation_error(exc: ValidationError, layers: list[Layer]) -> ArchlangErro
         value = layer.values.get(name) if layer else None
         message = f"recipe field '{name}' = {value!r}: {message}"
     if layer is None and error["type"] == "value_error":
-        # A cross-field check: blame the schedule/optimizer field that was set last.
-        for candidate in ("milestones", "schedule", "betas", "nesterov", "momentum", "dampening"):
-            layer = _blame(layers, candidate)
-            if layer is not None:
-                return _error_at(layer, candidate, message, None)
+        blamed = _cross_field_blame(message, layers)
+        if blamed is not None:
+            return _error_at(blamed[0], blamed[1], message, None)
     return _error_at(layer, name, message, None)
+
+
+def _cross_field_blame(message: str, layers: list[Layer]) -> tuple[Layer, str] | None:
+    """For a check across fields: the field the message names that the latest layer set.
+
+    The latest layer is the likeliest culprit (an override on top of a consistent recipe).
+    """
+    mentioned = [f for f in RECIPE_FIELDS if re.search(rf"\b{f}\b", message, re.IGNORECASE)]
+    for layer in reversed(layers):
+        for name in mentioned:
+            if name in layer.values:
+                return layer, name
+    return None
 
 
 def resolve_recipe(layers: list[Layer], name: str) -> ResolvedRecipe:
