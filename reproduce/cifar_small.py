@@ -33,7 +33,7 @@ def main() -> None:
     args = p.parse_args()
     all_jobs = jobs(args.epochs, args.subset)
     if not args.collect_only:
-        run_all(all_jobs, args.data_dir, args.parallel, args.threads)
+        run_all(all_jobs, args.data_dir, args.parallel, args.threads, args.time_limit)
     by_table: dict[tuple[str, str], list[dict]] = {}
     for job, (name, spec, recipe, paper, table, paper_value) in zip(all_jobs, NETS):
         s = summary(job)

@@ -49,7 +49,7 @@ def results(data_dir: str) -> list[dict]:
 def main() -> None:
     args = parser(__doc__).parse_args()
     if not args.collect_only:
-        wall = run_all(jobs(), args.data_dir, args.parallel, args.threads)
+        wall = run_all(jobs(), args.data_dir, args.parallel, args.threads, args.time_limit)
         print(f"wall time this invocation: {wall / 60:.1f} min ({args.parallel} runs side by side, "
               f"{args.threads} thread each)")
         timing = ROOT / "reproduce" / "timing.json"

@@ -62,7 +62,7 @@ def main() -> None:
     args = p.parse_args()
     all_jobs = jobs(args.epochs)
     if not args.collect_only:
-        wall = run_all(all_jobs, args.data_dir, args.parallel, args.threads)
+        wall = run_all(all_jobs, args.data_dir, args.parallel, args.threads, args.time_limit)
         print(f"wall time: {wall / 60:.1f} min")
     entries = []
     for job in all_jobs:

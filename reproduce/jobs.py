@@ -47,17 +47,22 @@ class Job:
         return "running" if (self.folder / "run.json").is_file() else "new"
 
 
-def _argv(job: Job, data_dir: str, threads: int) -> list[str]:
+def _argv(job: Job, data_dir: str, threads: int, time_limit: float | None) -> list[str]:
     exe = [sys.executable, "-m", "archlang"]
+    # How long this invocation may train is not part of the run: it stays out of job.command.
+    how = ["--threads", str(threads), "--no-progress", *(["--time-limit", f"{time_limit:.2f}"] if time_limit else [])]
     if job.status() in ("running", "stopped", "unknown"):
         return [*exe, "train", job.spec, "--recipe", job.recipe, *job.extra, "--data-dir", data_dir,
-                "--resume", str(job.folder), "--threads", str(threads), "--no-progress"]
+                "--resume", str(job.folder), *how]
     return [*exe, "train", job.spec, "--recipe", job.recipe, *job.extra, "--data-dir", data_dir,
-            "--out", str(RUNS), "--name", job.name, "--threads", str(threads), "--no-progress"]
+            "--out", str(RUNS), "--name", job.name, *how]
 
 
-def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int) -> float:
-    """Run every unfinished job, `parallel` at a time; return the wall time in seconds."""
+def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int, time_limit: float | None = None) -> float:
+    """Run every unfinished job, `parallel` at a time; return the wall time in seconds.
+
+    time_limit (minutes): every run checkpoints and stops by then; run the script again to continue.
+    """
     RUNS.mkdir(parents=True, exist_ok=True)
     pending = [j for j in jobs if j.status() != "finished"]
     running: list[tuple[Job, subprocess.Popen, object]] = []
@@ -66,10 +71,14 @@ def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int) -> floa
            "MALLOC_TRIM_THRESHOLD_": "68719476736"}
     while pending or running:
         while pending and len(running) < parallel:
+            left = None if time_limit is None else time_limit - (time.monotonic() - start) / 60.0
+            if left is not None and left < 1.0:
+                pending.clear()  # too little time to be worth a start: the next invocation runs them
+                break
             job = pending.pop(0)
             job.folder.parent.mkdir(parents=True, exist_ok=True)
             log = open(RUNS / f"{job.name}.log", "a")
-            argv = _argv(job, data_dir, threads)
+            argv = _argv(job, data_dir, threads, left)
             print(f"[{time.strftime('%H:%M:%S')}] start {job.name}: {shlex.join(argv[2:])}", flush=True)
             running.append((job, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), log))
         time.sleep(2)
@@ -100,4 +109,6 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=2, help="runs side by side (default 2: one per core)")
     p.add_argument("--threads", type=int, default=1, help="threads per run")
     p.add_argument("--collect-only", action="store_true", help="only gather finished runs into results.json")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="checkpoint and stop every run after this long (run the script again to continue)")
     return p
