@@ -35,7 +35,7 @@ def _cli(args: list[str]) -> subprocess.Popen:
 
 
 def _wait_for_checkpoint(folder: Path, proc: subprocess.Popen, timeout: float = 300.0) -> None:
-    # Generous: a loaded machine can take a minute just to import torch in the child.  
+    # Generous: a loaded machine can take a minute just to import torch in the child.
     deadline = time.monotonic() + timeout
     while not list_checkpoints(folder / "checkpoints") and proc.poll() is None:
         assert time.monotonic() < deadline, "training never wrote a checkpoint"
