@@ -77,7 +77,7 @@ def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int, time_li
                 break
             job = pending.pop(0)
             job.folder.parent.mkdir(parents=True, exist_ok=True)
-            log = open(RUNS / f"{job.name}.log", "a")
+            log = open(RUNS / f"{job.name}.log", "a")  # noqa: SIM115 (open for the run's lifetime, closed below)
             argv = _argv(job, data_dir, threads, left)
             print(f"[{time.strftime('%H:%M:%S')}] start {job.name}: {shlex.join(argv[2:])}", flush=True)
             running.append((job, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), log))

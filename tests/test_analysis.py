@@ -127,7 +127,7 @@ def test_folding_gives_a_plain_network_with_the_same_outputs(spec: str, toleranc
 
 
 def test_fold_command_writes_weights_and_a_spec(tmp_path: Path, capsys):
-    compiled, model = _calibrated("diracnet(depth=10, k=0.5)")
+    _, model = _calibrated("diracnet(depth=10, k=0.5)")
     from archlang.weights import save_weights
 
     save_weights(model, tmp_path / "w.safetensors")

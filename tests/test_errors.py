@@ -18,24 +18,24 @@ def _render(text: str, filename: str = "<inline>") -> str:
     "text, expected",
     [
         ("wrn(depth=27, k=10)",
-         "<inline>:1:5: error: depth 27 is not 6N + 4 for a whole number N >= 1\n"
+         ("<inline>:1:5: error: depth 27 is not 6N + 4 for a whole number N >= 1\n"
          "   1 | wrn(depth=27, k=10)\n"
          "           ^^^^^^^^\n"
-         "hint: nearest valid depth: 22 or 28"),
+         "hint: nearest valid depth: 22 or 28")),
         ("wrn(depht=28, k=10)",
-         "<inline>:1:5: error: wrn() has no argument 'depht'\n"
+         ("<inline>:1:5: error: wrn() has no argument 'depht'\n"
          "   1 | wrn(depht=28, k=10)\n"
          "           ^^^^^\n"
-         "hint: did you mean 'depth'?"),
+         "hint: did you mean 'depth'?")),
         ("wrm(28, 10)",
-         "<inline>:1:1: error: unknown network or layer 'wrm'\n"
+         ("<inline>:1:1: error: unknown network or layer 'wrm'\n"
          "   1 | wrm(28, 10)\n"
          "       ^^^\n"
-         "hint: did you mean 'wrn'?"),
+         "hint: did you mean 'wrn'?")),
         ("wrn(depth=28, k=0)",
-         "<inline>:1:15: error: k must be > 0, got 0\n"
+         ("<inline>:1:15: error: k must be > 0, got 0\n"
          "   1 | wrn(depth=28, k=0)\n"
-         "                     ^^^"),
+         "                     ^^^")),
     ],
 )
 def test_exact_messages(text: str, expected: str):

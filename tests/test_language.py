@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pydantic
 import pytest
 
 import archlang
@@ -64,7 +65,7 @@ def test_family_validates_into_a_typed_model_and_expands_to_core_nodes():
 
 
 def test_ir_refuses_unknown_fields_directly():
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="colour"):
         core.Conv(out=3, colour="red")
 
 

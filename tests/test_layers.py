@@ -96,9 +96,9 @@ SPECS = [
     "mlp(depth=4, width=50, block=highway, bn=false)",
     "highway_cnn(mnist, 16)",
     "highway_cnn(cifar_b)",
-    "seq(input(3, 16, 16), conv(8, bias=true), bn, relu, repeat(2, residual(seq(conv(8), bn, relu, conv(8)))), "
+    ("seq(input(3, 16, 16), conv(8, bias=true), bn, relu, repeat(2, residual(seq(conv(8), bn, relu, conv(8)))), "
     "residual(seq(conv(16, stride=2), relu, conv(16)), shortcut=projection), ncrelu, dirac(conv(16)), "
-    "highway(conv(16)), maxpool(2, ceil=true), avgpool(2), flatten, dropout(0.1), linear(10))",
+    "highway(conv(16)), maxpool(2, ceil=true), avgpool(2), flatten, dropout(0.1), linear(10))"),
 ]
 
 
