@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from jobs import ROOT, Job, merge_results, parser, run_all, summary
+from jobs import ROOT, Job, merge_results, parser, plot_loss_panels, run_all, summary
 
 PAPER = "Gated ResNet (Savarese et al., later version)"
 DEPTHS = (2, 10, 20, 50, 100)
@@ -46,6 +46,15 @@ def results(data_dir: str) -> list[dict]:
     return entries
 
 
+def plot(all_jobs: list[Job]) -> None:
+    """Figure 4: training loss of plain, residual and gated nets, one panel per depth."""
+    panels: dict[str, list[tuple[str, Job]]] = {f"d = {d}": [] for d in DEPTHS}
+    for job in all_jobs:
+        kind, d = job.name.split("/")[1].rsplit("-d", 1)
+        panels[f"d = {d}"].append(({"gated": "GResNet"}.get(kind, kind), job))
+    plot_loss_panels(panels, ROOT / "reproduce" / "gated_fig4.png", "training cross-entropy")
+
+
 def main() -> None:
     args = parser(__doc__).parse_args()
     if not args.collect_only:
@@ -57,6 +66,7 @@ def main() -> None:
         data.setdefault("gated_mnist_wall_s", []).append(round(wall, 1))
         timing.write_text(json.dumps(data, indent=2) + "\n")
     entries = results(args.data_dir)
+    plot(jobs())
     merge_results([e for e in entries if e["table"] == "Table 1"], (PAPER, "Table 1"))
     merge_results([e for e in entries if e["table"] == "Table 2"], (PAPER, "Table 2"))
     print(f"{len(entries)} results in reproduce/results.json")

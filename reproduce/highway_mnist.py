@@ -10,9 +10,7 @@ the training loss per epoch; results.json gets the final training loss of each n
 
 from __future__ import annotations
 
-import json
-
-from jobs import ROOT, Job, merge_results, parser, run_all, summary
+from jobs import ROOT, Job, merge_results, parser, plot_loss_panels, run_all, summary
 
 PAPER = "Highway networks (Srivastava et al.)"
 # The paper searched the gate bias in [-10, -1] per network and does not print the winners. With
@@ -34,26 +32,11 @@ def jobs(epochs: int) -> list[Job]:
 
 
 def plot(all_jobs: list[Job]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(LAYERS), figsize=(4 * len(LAYERS), 3.2), sharey=True)
-    for ax, layers in zip(axes, LAYERS):
-        for job in all_jobs:
-            kind, n = job.name.split("/")[1].rsplit("-", 1)
-            metrics = job.folder / "metrics.jsonl"
-            if int(n) != layers or not metrics.is_file():
-                continue
-            history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-            ax.semilogy([h["epoch"] for h in history], [h["train_loss"] for h in history], label=kind)
-        ax.set_title(f"{layers} layers")
-        ax.set_xlabel("epoch")
-        ax.legend()
-    axes[0].set_ylabel("mean training cross-entropy")
-    fig.tight_layout()
-    fig.savefig(ROOT / "reproduce" / "highway_fig1.png", dpi=110)
+    panels: dict[str, list[tuple[str, Job]]] = {f"{layers} layers": [] for layers in LAYERS}
+    for job in all_jobs:
+        kind, n = job.name.split("/")[1].rsplit("-", 1)
+        panels[f"{n} layers"].append((kind, job))
+    plot_loss_panels(panels, ROOT / "reproduce" / "highway_fig1.png", "mean training cross-entropy")
 
 
 def main() -> None:

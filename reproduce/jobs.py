@@ -112,3 +112,32 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="checkpoint and stop every run after this long (run the script again to continue)")
     return p
+
+
+def history(job: Job) -> list[dict]:
+    path = job.folder / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_loss_panels(panels: dict[str, list[tuple[str, Job]]], path: Path, ylabel: str) -> None:
+    """One panel per title, one training-loss curve per (label, job), log scale: the papers' loss figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), sharey=True, squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for label, job in curves:
+            h = history(job)
+            if h:
+                ax.semilogy([r["epoch"] for r in h], [r["train_loss"] for r in h], label=label)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    axes[0][0].set_ylabel(ylabel)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
