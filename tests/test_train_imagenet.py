@@ -16,6 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import archlang
+from archlang.analysis.run import data_loader, error_percent, load_run
 from archlang.errors import ArchlangError
 from archlang.train import TrainOptions, train
 from archlang.train.recipes import build_recipe, default_recipe_name
@@ -98,6 +99,9 @@ def test_imagenet_run_trains_resumes_exactly_and_reports_top5(imagenet: Path, tm
     summary = json.loads((straight / "summary.json").read_text())
     assert summary["dataset"] == "imagenet" and summary["train_images"] == 30
     assert summary["final_test_error_top5"] == history[-1]["test_error_top5"]
+    # The analysis commands read the run's data the way training evaluated it.
+    run = load_run(str(straight))
+    assert error_percent(run.model, data_loader(run, "test", None)) == pytest.approx(summary["final_test_error"])
 
     # Stopped mid-epoch after 3 steps, resumed with another number of workers: the same run.
     train(compiled, recipe="dirac-imagenet", overrides=SMALL, out=tmp_path, name="split", data_dir=imagenet,

@@ -78,19 +78,27 @@ def load_run(target: str, weights: str | None = None) -> LoadedRun:
 
 def data_loader(run: LoadedRun, split: str, data_dir: str | None, subset: int | None = None,
                 batch_size: int = 1000):
-    """Batches of the run's dataset, normalised as in training (no augmentation)."""
-    from archlang.train.data import BatchLoader, load_dataset
+    """Batches of the run's dataset, read and normalised as in training (no augmentation)."""
+    from archlang.train import sources
+    from archlang.train.data import load_dataset
+    from archlang.train.recipes import Recipe
 
     name = run.run_info.get("dataset") or run.recipe.get("dataset")
     if not name:
         raise ArchlangError("no dataset known for this network", hint="analyse a run folder, or pass --dataset")
-    where = data_dir or run.run_info.get("data_dir")
-    data = load_dataset(name, data_dir=Path(where) if where else None)
+    saved = data_dir or run.run_info.get("data_dir")
+    where = Path(saved) if saved else None
+    recipe = Recipe.model_validate(run.recipe) if run.recipe else None
+    if recipe is not None and recipe.dataset == "imagenet":
+        data = sources.load_for_recipe(recipe, run.compiled.num_classes, where)
+    else:
+        data = load_dataset(name, data_dir=where)
+    mean, std = sources.statistics(recipe, data) if recipe is not None else (data.mean, data.std)
     chosen = data.train if split == "train" else data.test
     if subset:
         chosen = chosen.first(subset)
-    return BatchLoader(chosen, batch_size=batch_size, mean=data.mean, std=data.std,
-                       normalize=run.recipe.get("normalize", "scale"), device=torch.device("cpu"), train=False)
+    return sources.make_loader(chosen, batch_size=batch_size, mean=mean, std=std,
+                               normalize=run.recipe.get("normalize", "scale"), device=torch.device("cpu"), train=False)
 
 
 @torch.no_grad()

@@ -22,9 +22,9 @@ from torch import nn
 
 from archlang.errors import ArchlangError
 from archlang.train import checkpoint as ckpt
-from archlang.train import ddp, model_tools, plots, runfolder, stream
-from archlang.train.data import BatchLoader, Dataset, default_data_root, load_dataset
-from archlang.train.recipes import Recipe, ResolvedRecipe, build_recipe
+from archlang.train import ddp, model_tools, plots, runfolder, sources
+from archlang.train.data import Dataset
+from archlang.train.recipes import ResolvedRecipe, build_recipe
 
 
 @dataclass
@@ -63,12 +63,6 @@ def tune_allocator() -> bool:
         return False
 
 
-def _dataset_name(recipe: Recipe, num_classes: int) -> str:
-    if recipe.dataset == "cifar":
-        return "cifar100" if num_classes == 100 else "cifar10"
-    return recipe.dataset
-
-
 def _check_fit(compiled: Any, data: Dataset) -> None:
     shape = tuple(data.train.sample_shape())
     if tuple(compiled.input_shape) != shape:
@@ -93,14 +87,14 @@ class EpochTotals:
 
 
 @dataclass(frozen=True)
-class TestResult:
+class EvalResult:
     loss: float
     error: float  # top-1, percent
     error_top5: float | None  # percent; None with 5 classes or fewer
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Any, autocast: Any) -> TestResult:
+def evaluate(model: nn.Module, loader: Any, autocast: Any) -> EvalResult:
     model.eval()
     loss_sum, wrong, wrong5, seen, classes = 0.0, 0, 0, 0, 0
     for x, y in loader.batches(0):
@@ -114,7 +108,7 @@ def evaluate(model: nn.Module, loader: Any, autocast: Any) -> TestResult:
         seen += int(y.numel())
     n = max(1, seen)
     top5 = 100.0 * wrong5 / n if classes > 5 else None
-    return TestResult(loss_sum / n, 100.0 * wrong / n, top5)
+    return EvalResult(loss_sum / n, 100.0 * wrong / n, top5)
 
 
 class _Progress:
@@ -242,48 +236,14 @@ def _load_data(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: TrainO
     r = plan.resolved.recipe
 
     def load() -> Dataset:
-        if r.dataset == "imagenet":
-            data = _load_imagenet(r, Path(plan.data_dir) if plan.data_dir else None)
-        else:
-            data = load_dataset(_dataset_name(r, compiled.num_classes),
-                                data_dir=Path(plan.data_dir) if plan.data_dir else None, download=opts.download,
-                                cache_dir=opts.cache_dir, extra=r.train_split == "train+extra")
+        data = sources.load_for_recipe(r, compiled.num_classes, Path(plan.data_dir) if plan.data_dir else None,
+                                       download=opts.download, cache_dir=opts.cache_dir)
         _check_fit(compiled, data)
         return data
 
     first = ddp.agreed(ctx, lambda: load() if ctx.is_main else None)
     rest = ddp.agreed(ctx, lambda: None if ctx.is_main else load())
     return first if ctx.is_main else rest
-
-
-def _load_imagenet(r: Recipe, data_dir: Path | None) -> Dataset:
-    root = data_dir if data_dir is not None else default_data_root() / "imagenet"
-    train, test, classes = stream.load_imagenet(root, size=r.crop_size or 224, resize=r.eval_resize(),
-                                                scale=r.crop_scale or (0.08, 1.0))
-    return Dataset("imagenet", train, test, classes, None, None, str(root))
-
-
-def _statistics(r: Recipe, data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """The normalisation statistics: the recipe's, else those computed from the training split."""
-    if r.mean is not None and r.std is not None:
-        channels = data.train.sample_shape()[0]
-        mean, std = torch.tensor(r.mean), torch.tensor(r.std)
-        if mean.numel() != channels:
-            raise ArchlangError(f"the recipe's mean and std have {mean.numel()} values but {data.name} images have "
-                                f"{channels} channels", hint="give one value per channel")
-        return mean, std
-    if data.mean is None or data.std is None:
-        c = data.train.sample_shape()[0]
-        return torch.zeros(c), torch.ones(c)  # only with normalize: scale (the recipe check enforces it)
-    return data.mean, data.std
-
-
-def _make_loader(split: Any, **kwargs: Any) -> Any:
-    """The batch iterator for a split: whole-tensor batches, or streamed from disk (ImageNet)."""
-    if isinstance(split, stream.StreamSplit):
-        return stream.StreamLoader(split, **kwargs)
-    kwargs.pop("workers", None)
-    return BatchLoader(split, **kwargs)
 
 
 @dataclass
@@ -393,13 +353,13 @@ def _train_planned(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: Tr
     start_epoch, start_step, totals, history, good = start.epoch, start.step, start.totals, start.history, start.good
 
     dtype = torch.float32
-    mean, std = _statistics(r, data)
+    mean, std = sources.statistics(r, data)
     loader_kwargs: dict[str, Any] = {"mean": mean, "std": std, "normalize": r.normalize, "device": device,
                                      "channels_last": opts.channels_last, "dtype": dtype, "workers": opts.workers}
-    train_loader = _make_loader(train_split, batch_size=r.batch_size, train=True, crop_pad=r.crop_pad,
+    train_loader = sources.make_loader(train_split, batch_size=r.batch_size, train=True, crop_pad=r.crop_pad,
                                 pad_mode=r.pad_mode, flip=r.flip, seed=r.seed, rank=ctx.rank, world_size=ctx.world_size,
                                 **loader_kwargs)
-    test_loader = _make_loader(data.test, batch_size=r.eval_batch_size, train=False, **loader_kwargs)
+    test_loader = sources.make_loader(data.test, batch_size=r.eval_batch_size, train=False, **loader_kwargs)
     # DDP wraps the model after the optimizer and the checkpoint are loaded: its construction
     # broadcasts rank 0's weights and buffers, so every process starts from the same state.
     net = ddp.wrap(model, ctx, device)
@@ -465,7 +425,7 @@ def _train_planned(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: Tr
             if status == "stopped":
                 break
             start_step = 0
-            test = evaluate(evaluator, test_loader, autocast) if ctx.is_main else TestResult(None, None, None)
+            test = evaluate(evaluator, test_loader, autocast) if ctx.is_main else EvalResult(None, None, None)
             runner.train()  # the evaluator may be the bare module: hand it back in training mode
             train_loss, train_error = totals.record()
             record = {
