@@ -4,15 +4,15 @@
 
 Later version, Table 3: 7.16% (original), 6.67% (gated), 7.04% (gated, k decay); recipe
 gated-cifar-resnet (SGD Nesterov, lr 0.1 /10 at 50% and 75% of the epochs, weight decay 1e-4,
-mean subtraction, crops + flips, batch 128). On 2 CPU cores an epoch of ResNet-32 takes about
-13 minutes per run, so the schedule is compressed to --epochs (its milestones are fractions of
+mean subtraction, crops + flips, batch 128). On 2 CPU cores an epoch of ResNet-32 took 767-956 s
+per run (two side by side, one thread each), so the schedule is compressed to --epochs (its milestones are fractions of
 the epochs) and the runs span sessions: each invocation checkpoints and stops at --time-limit,
 and the next one resumes. Runs not finished yet are listed with their epochs done.
 """
 
 from __future__ import annotations
 
-from jobs import Job, merge_results, parser, run_all, summary
+from jobs import Job, merge_results, parser, run_unless_collecting, summary
 
 PAPER = "Gated ResNet (Savarese et al., later version)"
 TABLE = "Table 3 (CIFAR-10, Resnet 5)"
@@ -49,8 +49,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10, help="epochs per net (the paper: 200)")
     args = p.parse_args()
     all_jobs = jobs(args.epochs)
-    if not args.collect_only:
-        run_all(all_jobs, args.data_dir, args.parallel, args.threads, args.time_limit)
+    run_unless_collecting(all_jobs, args)
     entries = results(all_jobs)
     merge_results(entries, (PAPER, TABLE))
     print(f"{len(entries)} results in reproduce/results.json")

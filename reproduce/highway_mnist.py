@@ -10,7 +10,7 @@ the training loss per epoch; results.json gets the final training loss of each n
 
 from __future__ import annotations
 
-from jobs import ROOT, Job, merge_results, parser, plot_loss_panels, run_all, summary
+from jobs import ROOT, Job, merge_results, parser, plot_loss_panels, run_unless_collecting, summary
 
 PAPER = "Highway networks (Srivastava et al.)"
 # The paper searched the gate bias in [-10, -1] per network and does not print the winners. With
@@ -44,8 +44,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=20, help="epochs per net (the CPU budget; the paper's are longer)")
     args = p.parse_args()
     all_jobs = jobs(args.epochs)
-    if not args.collect_only:
-        wall = run_all(all_jobs, args.data_dir, args.parallel, args.threads, args.time_limit)
+    wall = run_unless_collecting(all_jobs, args)
+    if wall is not None:
         print(f"wall time: {wall / 60:.1f} min")
     entries = []
     for job in all_jobs:

@@ -19,6 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from archlang.train.runfolder import read_metrics
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "reproduce" / "runs"
 RESULTS = ROOT / "reproduce" / "results.json"
@@ -36,9 +40,23 @@ class Job:
         return RUNS / self.name
 
     def command(self, data_dir: str) -> str:
-        """The command to record: what a user types (shell-quoted) to reproduce this number."""
-        return shlex.join(["archlang", "train", self.spec, "--recipe", self.recipe, *self.extra,
+        """The command to record: what a user types (shell-quoted) to reproduce this run's numbers."""
+        return shlex.join(["archlang", "train", self.spec, "--recipe", self.recipe, *self.trained_extra(),
                            "--data-dir", data_dir, "--out", "reproduce/runs", "--name", self.name])
+
+    def trained_extra(self) -> list[str]:
+        """The extra flags with --epochs and --subset as the run folder records them.
+
+        A script collecting results may be called with other --epochs or --subset than the
+        run was trained with; the recorded command must be the one that made the numbers.
+        """
+        if not (self.folder / "run.json").is_file():
+            return list(self.extra)
+        flags = list(self.extra)
+        if "--epochs" in flags:  # without it the recipe's own epochs made the run
+            epochs = yaml.safe_load((self.folder / "recipe.resolved.yaml").read_text())["epochs"]
+            flags = _with_flag(flags, "--epochs", epochs)
+        return _with_flag(flags, "--subset", json.loads((self.folder / "run.json").read_text()).get("subset"))
 
     def status(self) -> str:
         summary = self.folder / "summary.json"
@@ -47,15 +65,26 @@ class Job:
         return "running" if (self.folder / "run.json").is_file() else "new"
 
 
+def _with_flag(flags: list[str], flag: str, value: object) -> list[str]:
+    """flags with `flag value` set (in place if present, else appended), or removed when value is None."""
+    out = list(flags)
+    if flag in out:
+        i = out.index(flag)
+        del out[i:i + 2]
+        if value is not None:
+            out[i:i] = [flag, str(value)]
+    elif value is not None:
+        out += [flag, str(value)]
+    return out
+
+
 def _argv(job: Job, data_dir: str, threads: int, time_limit: float | None) -> list[str]:
-    exe = [sys.executable, "-m", "archlang"]
+    resuming = job.status() in ("running", "stopped", "unknown")
+    where = ["--resume", str(job.folder)] if resuming else ["--out", str(RUNS), "--name", job.name]
     # How long this invocation may train is not part of the run: it stays out of job.command.
     how = ["--threads", str(threads), "--no-progress", *(["--time-limit", f"{time_limit:.2f}"] if time_limit else [])]
-    if job.status() in ("running", "stopped", "unknown"):
-        return [*exe, "train", job.spec, "--recipe", job.recipe, *job.extra, "--data-dir", data_dir,
-                "--resume", str(job.folder), *how]
-    return [*exe, "train", job.spec, "--recipe", job.recipe, *job.extra, "--data-dir", data_dir,
-            "--out", str(RUNS), "--name", job.name, *how]
+    return [sys.executable, "-m", "archlang", "train", job.spec, "--recipe", job.recipe, *job.extra,
+            "--data-dir", data_dir, *where, *how]
 
 
 def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int, time_limit: float | None = None) -> float:
@@ -114,11 +143,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def history(job: Job) -> list[dict]:
-    path = job.folder / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def run_unless_collecting(jobs: list[Job], args: argparse.Namespace) -> float | None:
+    """Run (or resume) the jobs as the common flags say; None with --collect-only."""
+    if args.collect_only:
+        return None
+    return run_all(jobs, args.data_dir, args.parallel, args.threads, args.time_limit)
 
 
 def plot_loss_panels(panels: dict[str, list[tuple[str, Job]]], path: Path, ylabel: str) -> None:
@@ -131,7 +160,7 @@ def plot_loss_panels(panels: dict[str, list[tuple[str, Job]]], path: Path, ylabe
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), sharey=True, squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels.items()):
         for label, job in curves:
-            h = history(job)
+            h = read_metrics(job.folder)
             if h:
                 ax.semilogy([r["epoch"] for r in h], [r["train_loss"] for r in h], label=label)
         ax.set_title(title)

@@ -97,8 +97,8 @@ def data_loader(run: LoadedRun, split: str, data_dir: str | None, subset: int | 
     chosen = data.train if split == "train" else data.test
     if subset:
         chosen = chosen.first(subset)
-    return sources.make_loader(chosen, batch_size=batch_size, mean=mean, std=std,
-                               normalize=run.recipe.get("normalize", "scale"), device=torch.device("cpu"), train=False)
+    return sources.make_loader(chosen, recipe, train=False, batch_size=batch_size, mean=mean, std=std,
+                               normalize=run.recipe.get("normalize", "scale"), device=torch.device("cpu"))
 
 
 @torch.no_grad()

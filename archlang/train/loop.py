@@ -354,12 +354,11 @@ def _train_planned(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: Tr
 
     dtype = torch.float32
     mean, std = sources.statistics(r, data)
-    loader_kwargs: dict[str, Any] = {"mean": mean, "std": std, "normalize": r.normalize, "device": device,
-                                     "channels_last": opts.channels_last, "dtype": dtype, "workers": opts.workers}
-    train_loader = sources.make_loader(train_split, batch_size=r.batch_size, train=True, crop_pad=r.crop_pad,
-                                pad_mode=r.pad_mode, flip=r.flip, seed=r.seed, rank=ctx.rank, world_size=ctx.world_size,
-                                **loader_kwargs)
-    test_loader = sources.make_loader(data.test, batch_size=r.eval_batch_size, train=False, **loader_kwargs)
+    common: dict[str, Any] = {"mean": mean, "std": std, "normalize": r.normalize, "device": device,
+                              "channels_last": opts.channels_last, "dtype": dtype, "workers": opts.workers}
+    train_loader = sources.make_loader(train_split, r, train=True, batch_size=r.batch_size, seed=r.seed, rank=ctx.rank,
+                                       world_size=ctx.world_size, **common)
+    test_loader = sources.make_loader(data.test, r, train=False, batch_size=r.eval_batch_size, **common)
     # DDP wraps the model after the optimizer and the checkpoint are loaded: its construction
     # broadcasts rank 0's weights and buffers, so every process starts from the same state.
     net = ddp.wrap(model, ctx, device)

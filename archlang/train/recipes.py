@@ -130,7 +130,10 @@ class Recipe(BaseModel):
 
     def eval_resize(self) -> int:
         """ImageNet evaluation: the shorter side before the centre crop (256 for 224 crops)."""
-        return self.resize if self.resize is not None else round((self.crop_size or 224) * 256 / 224)
+        if self.resize is not None:
+            return self.resize
+        assert self.crop_size is not None  # _check_streamed_crops: dataset imagenet needs crop_size
+        return round(self.crop_size * 256 / 224)
 
     def milestone_epochs(self) -> list[int]:
         """Milestones as 0-based epoch indices from which the next factor applies."""

@@ -17,6 +17,9 @@ from archlang.train import stream
 from archlang.train.data import BatchLoader, Dataset, default_data_root, load_dataset
 from archlang.train.recipes import Recipe
 
+# torchvision's RandomResizedCrop default, the "RandomSizedCrop" of the papers' ImageNet code.
+DEFAULT_CROP_SCALE = (0.08, 1.0)
+
 
 def dataset_name(recipe: Recipe, num_classes: int) -> str:
     if recipe.dataset == "cifar":
@@ -29,8 +32,9 @@ def load_for_recipe(recipe: Recipe, num_classes: int, data_dir: Path | None, *, 
     """The recipe's dataset from data_dir (or the default download folder)."""
     if recipe.dataset == "imagenet":
         root = data_dir if data_dir is not None else default_data_root() / "imagenet"
-        train, test, classes = stream.load_imagenet(root, size=recipe.crop_size or 224, resize=recipe.eval_resize(),
-                                                    scale=recipe.crop_scale or (0.08, 1.0))
+        assert recipe.crop_size is not None  # Recipe's own check: dataset imagenet needs crop_size
+        train, test, classes = stream.load_imagenet(root, size=recipe.crop_size, resize=recipe.eval_resize(),
+                                                    scale=recipe.crop_scale or DEFAULT_CROP_SCALE)
         return Dataset("imagenet", train, test, classes, None, None, str(root))
     return load_dataset(dataset_name(recipe, num_classes), data_dir=data_dir, download=download, cache_dir=cache_dir,
                         extra=recipe.train_split == "train+extra")
@@ -50,9 +54,15 @@ def statistics(recipe: Recipe, data: Dataset) -> tuple[torch.Tensor, torch.Tenso
     return data.mean, data.std
 
 
-def make_loader(split: Any, **kwargs: Any) -> Any:
-    """The batch iterator for a split: whole-tensor batches, or streamed from disk (ImageNet)."""
+def make_loader(split: Any, recipe: Recipe | None, *, train: bool, workers: int | None = None, **common: Any) -> Any:
+    """The batch iterator for a split: whole-tensor batches, or streamed from disk (ImageNet).
+
+    The recipe's augmentation applies to training batches only: padded crops and flips of the
+    in-memory images, or RandomResizedCrop (set by the split's crop_size) and flips of streamed ones.
+    `workers` (DataLoader processes) concerns streamed data alone.
+    """
+    flip = recipe is not None and recipe.flip and train
     if isinstance(split, stream.StreamSplit):
-        return stream.StreamLoader(split, **kwargs)
-    kwargs.pop("workers", None)
-    return BatchLoader(split, **kwargs)
+        return stream.StreamLoader(split, train=train, flip=flip, workers=workers, **common)
+    crops = {"crop_pad": recipe.crop_pad, "pad_mode": recipe.pad_mode} if recipe is not None and train else {}
+    return BatchLoader(split, train=train, flip=flip, **crops, **common)

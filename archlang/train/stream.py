@@ -167,9 +167,7 @@ def default_workers() -> int:
 class StreamLoader(Batching):
     """The BatchLoader interface over a StreamSplit: batches decoded by DataLoader workers."""
 
-    def __init__(self, split: StreamSplit, *, workers: int | None = None, crop_pad: int = 0, pad_mode: str = "reflect",
-                 flip: bool = False, **common: Any) -> None:
-        del crop_pad, pad_mode  # the in-memory loader's padded crops; here RandomResizedCrop to crop_size
+    def __init__(self, split: StreamSplit, *, flip: bool = False, workers: int | None = None, **common: Any) -> None:
         super().__init__(len(split), **common)
         self.images = _Images(split, train=self.train, flip=flip and self.train)
         self.workers = default_workers() if workers is None else workers
