@@ -6,6 +6,7 @@ import math
 import re
 import unicodedata
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -14,7 +15,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from archlang import ast
 from archlang.errors import ArchlangError, Source, Span, shorten
 
-GRAMMAR_PATH = Path(__file__).parent / "grammars" / "archlang.lark"
+# Read through importlib.resources so the grammar ships inside the wheel and loads from a zip too.
+GRAMMAR = resources.files("archlang") / "grammars" / "archlang.lark"
 
 # What each terminal is called in an error message.
 _TERMINAL_NAMES = {
@@ -46,7 +48,7 @@ MAX_TOKENS = 10_000
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     return Lark(
-        GRAMMAR_PATH.read_text(encoding="utf-8"),
+        GRAMMAR.read_text(encoding="utf-8"),
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=False,

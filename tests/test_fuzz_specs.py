@@ -64,7 +64,7 @@ def _network_text(path: Path) -> str:
     return _COMMENT_LINE.sub("", path.read_text(encoding="utf-8")).strip()
 
 
-SPEC_FILES = sorted((ROOT / "specs").rglob("*.arch"))
+SPEC_FILES = sorted((ROOT / "archlang" / "specs").rglob("*.arch"))
 SEEDS = [_network_text(p) for p in SPEC_FILES] + INLINE_SEEDS
 TOKEN = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[A-Za-z_][A-Za-z_0-9]*|"""
                    r"""[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+)|\S""")

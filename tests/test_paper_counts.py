@@ -19,7 +19,7 @@ import pytest
 import archlang
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = ROOT / "specs"
+SPECS = ROOT / "archlang" / "specs"
 SPEC_FILES = sorted(SPECS.rglob("*.arch"))
 
 WRN = "Wide Residual Networks (Zagoruyko & Komodakis 2016)"

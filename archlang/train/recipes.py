@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from importlib import resources
 from typing import Any, Literal
 
 import yaml
@@ -24,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from archlang.errors import ArchlangError, Source, Span, did_you_mean
 
-RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
+# Shipped recipes are package data, read through importlib.resources (they load from a wheel or a zip).
+RECIPE_DIR = resources.files("archlang") / "recipes"
 
 InitKind = Literal["default", "kaiming_normal", "kaiming_normal_fan_out", "xavier_uniform", "caffe_xavier"]
 
@@ -183,7 +185,7 @@ class ResolvedRecipe:
 
 
 def recipe_names() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    return sorted(p.name.removesuffix(".yaml") for p in RECIPE_DIR.iterdir() if p.name.endswith(".yaml"))
 
 
 def _node_span(node: yaml.Node, last: yaml.Node | None = None) -> Span:
