@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from archlang.errors import ArchlangError
+from archlang.fileio import atomic_write_bytes
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
@@ -16,7 +17,6 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None =
 
     from safetensors.torch import save
 
-    from archlang.train.checkpoint import atomic_write_bytes
 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
@@ -25,10 +25,7 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None =
         buffer = io.BytesIO()
         torch.save(state, buffer)
         data = buffer.getvalue()
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as err:
-        raise ArchlangError(f"cannot write weights: {err.strerror}", path=str(path)) from None
+    atomic_write_bytes(path, data, "weights")
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 import sys
@@ -26,42 +25,10 @@ import numpy as np
 import torch
 
 from archlang.errors import ArchlangError
+from archlang.fileio import atomic_write_bytes, atomic_write_text, fsync_dir  # noqa: F401 (re-exported)
 
 CHECKPOINT_RE = re.compile(r"^ckpt-e(\d{5})-s(\d{7})\.safetensors$")
 KEEP = 2
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # not supported on this platform/filesystem
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # ---- (de)serialising optimizer and RNG state without pickle -------------------------------

@@ -225,7 +225,7 @@ def _save_cache(cache: Path, splits: dict[str, Split], classes: list[str]) -> No
 
     from safetensors.torch import save
 
-    from archlang.train.checkpoint import atomic_write_bytes
+    from archlang.fileio import atomic_write_bytes
 
     tensors = {}
     for s in ("train", "test"):

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from archlang.errors import ArchlangError
-from archlang.train.checkpoint import atomic_write_text
+from archlang.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)
