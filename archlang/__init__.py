@@ -2,36 +2,44 @@
 
     >>> import archlang
     >>> model = archlang.compile("wrn(depth=28, k=10, block=gated(B(3,3)), dropout=0.3)")
+    >>> archlang.count_params("wrn-28-10")            # a shipped spec, by name (archlang.list_specs())
+    36479194
 
+A spec is the text itself, a path to a .arch file, a shipped spec's name, or IR JSON.
 Importing archlang does not import torch; only building a module does.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
+from archlang.catalog import list_specs
 from archlang.compiler import Compiled, compile_all, compile_spec
-from archlang.errors import ArchlangError
+from archlang.errors import ArchlangError, Source
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["ArchlangError", "Compiled", "compile", "compile_all", "compile_spec", "count_params", "sweep_params"]
+__all__ = ["ArchlangError", "Compiled", "compile", "compile_all", "compile_spec", "count_params", "list_specs",
+           "sweep_params"]
 __version__ = "0.1.0"
 
+Spec = str | os.PathLike[str] | Source
 
-def compile(text: str, filename: str = "<inline>") -> nn.Module:
+
+def compile(spec: Spec, filename: str = "<inline>") -> nn.Module:
     """Build the torch module of a one-network spec."""
-    return compile_spec(text, filename).build()
+    return compile_spec(spec, filename).build()
 
 
-def count_params(text: str, convention: str = "all") -> int:
+def count_params(spec: Spec, convention: str = "all") -> int:
     """Parameter count of a one-network spec, from the IR: 'all' or 'weights' (conv/linear weights only)."""
-    summary = compile_spec(text).summary
+    summary = compile_spec(spec).summary
     return summary.weights if convention == "weights" else summary.params
 
 
-def sweep_params(text: str, convention: str = "all") -> list[tuple[str, int]]:
+def sweep_params(spec: Spec, convention: str = "all") -> list[tuple[str, int]]:
     """(canonical spec, count) for each network of a spec that may be a sweep."""
     return [(c.canonical, c.summary.weights if convention == "weights" else c.summary.params)
-            for c in compile_all(text)]
+            for c in compile_all(spec)]

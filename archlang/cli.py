@@ -1,4 +1,4 @@
-"""`archlang` command line: compile, params, train and the analyses, each a subcommand.
+"""`archlang` command line: compile, params, list, draw, schema, train and the analyses, each a subcommand.
 
 Every user error is an ArchlangError: printed as file:line:col, the source line, a caret and
 a hint, with exit status 2. Commands that do not need torch (params) never import it.
@@ -20,6 +20,7 @@ from archlang.errors import ArchlangError
 _COMMAND_MODULES = ("archlang.train.command", "archlang.analysis.command")
 # Above this many rows the layer table shows only the top level unless --depth is given.
 MAX_DEFAULT_ROWS = 400
+SPEC_HELP = "a .arch file, a shipped spec's name (archlang list), or the spec text itself"
 
 
 def _read(spec: str):
@@ -50,7 +51,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             depth = 0  # thousands of rows help no one; the top level shows every block's totals
             print(f"{len(compiled.summary.layers)} layers: showing the top level (--depth N shows more)",
                   file=sys.stderr)
-        console.print(layer_table(compiled, max_depth=depth))
+        console.print(layer_table(compiled, max_depth=depth, width=console.width))
         console.print(totals_text(compiled), markup=False)
     if args.save:
         _save(compiled, Path(args.save))
@@ -67,48 +68,129 @@ def _save(compiled, path: Path) -> None:
     print(f"saved {compiled.total_params:,} parameters to {path}", file=sys.stderr)
 
 
+def _params_label(compiled, name: str | None) -> str:
+    """A row of `params`: the file's (or shipped spec's) name, with a sweep's values; else the spec text."""
+    if name is None:
+        return compiled.canonical
+    return f"{name} [{compiled.point_text}]" if compiled.point else name
+
+
 def cmd_params(args: argparse.Namespace) -> int:
+    from archlang.catalog import label
     from archlang.compiler import compile_all
     from archlang.infer import round_like_papers
 
-    networks = compile_all(_read(args.spec))
-    counts = [(c.canonical, c.summary.weights if args.convention == "weights" else c.summary.params)
-              for c in networks]
+    source = _read(args.spec)
+    networks = compile_all(source)
+    name = label(source)
+    counts = [(c, c.summary.weights if args.convention == "weights" else c.summary.params) for c in networks]
     if args.json:
-        print(json.dumps([{"spec": spec, "params": n} for spec, n in counts], indent=2))
+        rows = [{"spec": c.canonical, "params": n, **({"point": dict(c.point)} if c.point else {})}
+                for c, n in counts]
+        print(json.dumps(rows, indent=2))
         return 0
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=f"parameters ({args.convention})" if args.convention != "all" else None)
-    table.add_column("spec")
-    table.add_column("params", justify="right")
-    table.add_column("paper style", justify="right")
-    for spec, n in counts:
-        table.add_row(Text(spec), f"{n:,}", round_like_papers(n))
+    table.add_column("spec", overflow="fold")
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("paper style", justify="right", no_wrap=True)
+    for c, n in counts:
+        table.add_row(Text(_params_label(c, name)), f"{n:,}", round_like_papers(n))
     _console().print(table)
     return 0
 
 
-def build_parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]] = ()) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="archlang", description="Declarative architectures from the papers.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def cmd_list(args: argparse.Namespace) -> int:
+    from archlang.catalog import list_specs
 
+    rows = list_specs()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", overflow="fold")
+    table.add_column("paper", no_wrap=True)
+    table.add_column("table", overflow="fold")
+    table.add_column("params", justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(str(row["name"]), str(row["paper"]), str(row["table"]), f"{row['params']:,}")
+    _console().print(table)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from archlang.schema import schema
+
+    print(json.dumps(schema(args.which), indent=2))
+    return 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    from archlang.compiler import compile_spec
+    from archlang.draw import draw
+
+    written, note = draw(compile_spec(_read(args.spec)), Path(args.output), max_depth=args.depth)
+    print(f"wrote {written}" + (f"; {note}" if note else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    try:
+        import shtab
+    except ModuleNotFoundError:
+        raise ArchlangError("shell completion needs the shtab package", hint="pip install shtab") from None
+    print(shtab.complete(build_parser(_registrations()), shell=args.shell))
+    return 0
+
+
+def _add_language_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="validate a spec and print every layer, its shape and its parameters")
-    p.add_argument("spec", help="a .arch file or the spec text itself")
-    p.add_argument("--json", action="store_true", help="print the validated IR as JSON")
+    p.add_argument("spec", help=SPEC_HELP + ", or IR JSON (the output of compile --json)")
+    p.add_argument("--json", action="store_true", help="print the validated IR, totals and every layer as JSON")
     p.add_argument("--depth", type=int, default=None, help="show layers nested at most this deep")
     p.add_argument("--save", metavar="FILE", help="build the module and save its initial weights "
                    "(.safetensors, or .pt loadable with weights_only=True)")
     p.set_defaults(handler=cmd_compile)
 
     p = sub.add_parser("params", help="parameter counts of a spec or a sweep, without building anything")
-    p.add_argument("spec", help="a .arch file or the spec text itself; {a, b} sets make a sweep")
+    p.add_argument("spec", help=SPEC_HELP + "; {a, b} sets make a sweep")
     p.add_argument("--json", action="store_true", help='print [{"spec": ..., "params": ...}, ...]')
     p.add_argument("--convention", choices=("all", "weights"), default="all",
                    help="weights: only conv and linear weights, as the Highway paper and FitNets counted")
     p.set_defaults(handler=cmd_params)
 
+    p = sub.add_parser("list", help="the shipped paper networks: name, paper, table, parameters")
+    p.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+    p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("draw", help="a picture of the network: blocks, repeats collapsed, shapes and parameters")
+    p.add_argument("spec", help=SPEC_HELP)
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="net.svg, net.png or net.pdf (rendered with graphviz's dot), or net.dot")
+    p.add_argument("--depth", type=int, default=None, help="draw blocks nested at most this deep as boxes")
+    p.set_defaults(handler=cmd_draw)
+
+    p = sub.add_parser("schema", help="the JSON Schema of the IR or of the recipe, for editors")
+    p.add_argument("which", nargs="?", choices=("ir", "recipe"), default="ir", help="ir (default) or recipe")
+    p.set_defaults(handler=cmd_schema)
+
+    p = sub.add_parser("completion", help="print a shell completion script: archlang completion bash > ...")
+    p.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+    p.set_defaults(handler=cmd_completion)
+
+
+def build_parser(extra: Sequence[Callable[[argparse._SubParsersAction], None]] = ()) -> argparse.ArgumentParser:
+    from archlang import __version__
+
+    parser = argparse.ArgumentParser(prog="archlang", description="Declarative architectures from the papers.")
+    parser.add_argument("--version", action="version", version=f"archlang {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_language_commands(sub)
     for register in extra:
         register(sub)
     return parser

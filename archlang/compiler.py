@@ -5,12 +5,13 @@ Nothing here imports torch; `Compiled.build()` does, on demand.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from archlang import ast, infer
+from archlang import ast, catalog, infer
 from archlang.errors import ArchlangError, Source, Span
 from archlang.ir import core
 from archlang.ir.base import FieldProblem, IRNode
@@ -40,6 +41,13 @@ class Compiled:
     summary: infer.Summary
     train_args: dict[str, Any] = field(default_factory=dict)
     train_spans: dict[str, Span] = field(default_factory=dict)
+    # A sweep's point: (name of the set, chosen value) per set, e.g. (("depth", "28"), ("k", "10")).
+    point: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def point_text(self) -> str:
+        """'depth=28,k=10': the varying values of a sweep's network ('' for a spec without sets)."""
+        return ",".join(f"{name}={value}" for name, value in self.point)
 
     @property
     def family(self) -> str | None:
@@ -169,7 +177,26 @@ def _name_of(expr: ast.Expr) -> str:
     return expr.id if isinstance(expr, ast.Name) else ""
 
 
-def _compile_resolved(source: Source, resolved: Resolved) -> Compiled:
+def _set_names(program: ast.Program) -> dict[Span, str]:
+    """What each set of a sweep is called: the argument (`depth={16, 28}`) or `let` it is the value of."""
+    names: dict[Span, str] = {}
+
+    def visit(expr: ast.Expr, name: str) -> None:
+        if isinstance(expr, ast.SetV):
+            names[expr.span] = name
+        elif isinstance(expr, ast.Call):
+            for i, arg in enumerate(expr.args):
+                visit(arg.value, arg.name or f"{expr.func}[{i}]")
+        else:
+            for child in ast.children(expr):
+                visit(child, name)
+
+    for stmt in program.statements:
+        visit(stmt.value, stmt.name) if isinstance(stmt, ast.Let) else visit(stmt, "network")
+    return names
+
+
+def _compile_resolved(source: Source, resolved: Resolved, set_names: dict[Span, str]) -> Compiled:
     spec = lower(resolved.network)
     if not isinstance(spec, IRNode):
         raise ArchlangError("the network expression is a value, not a network", span=resolved.network.span,
@@ -178,26 +205,69 @@ def _compile_resolved(source: Source, resolved: Resolved) -> Compiled:
     _layer_count(network)
     summary = infer.summarize(network)
     train_args, train_spans = _train_clause(resolved.train)
-    return Compiled(source, canonical(resolved.network), spec, network, summary, train_args, train_spans)
+    point = tuple((set_names.get(span, "?"), canonical(value)) for span, value in resolved.choices)
+    return Compiled(source, canonical(resolved.network), spec, network, summary, train_args, train_spans, point)
 
 
 def _compile_program(source: Source, program: ast.Program) -> list[Compiled]:
     try:
         _check_lets(program)
-        return [_compile_resolved(source, r) for r in resolve(program, source)]
+        names = _set_names(program)
+        return [_compile_resolved(source, r, names) for r in resolve(program, source)]
     except ArchlangError as err:
         raise err.with_location(source, err.span) from None
 
 
-def compile_all(text: str | Source, filename: str = "<inline>") -> list[Compiled]:
-    """Every network of a spec (one, or one per combination of a sweep)."""
-    source = text if isinstance(text, Source) else Source(text, filename)
+def _compile_ir(source: Source) -> Compiled:
+    """A network given as IR JSON (`compile --json` output), validated by the same models as a spec."""
+    from archlang.ir.text import to_text
+    from archlang.schema import read_ir_json
+
+    spec = read_ir_json(source)
+    try:
+        network = _expand(spec)
+        _layer_count(network)
+        summary = infer.summarize(network)
+    except ArchlangError as err:  # IR nodes carry no source spans: name the file, not a line of JSON
+        raise ArchlangError(err.message, path=source.filename, hint=err.hint) from None
+    return Compiled(source, to_text(spec), spec, network, summary)
+
+
+def as_source(spec: str | os.PathLike[str] | Source, filename: str = "<inline>") -> Source:
+    """A spec given to the Python API: a Source, a path, a shipped name, or the spec text itself.
+
+    A string is a file only when it ends in .arch or .json (and holds no call), and a shipped spec only
+    when it is exactly a catalogue name: any other string is spec text, and nothing in it is opened.
+    """
+    if isinstance(spec, Source):
+        return spec
+    from archlang.parser import read_source
+
+    if isinstance(spec, os.PathLike):
+        return read_source(os.fspath(spec))
+    one_word = filename == "<inline>" and "(" not in spec and "\n" not in spec
+    if one_word and (spec.endswith((".arch", ".json")) or catalog.find(spec) is not None):
+        return read_source(spec)
+    return Source(spec, filename)
+
+
+def compile_all(spec: str | os.PathLike[str] | Source, filename: str = "<inline>") -> list[Compiled]:
+    """Every network of a spec (one, or one per combination of a sweep); IR JSON is one network."""
+    from archlang.schema import looks_like_ir_json
+
+    source = as_source(spec, filename)
+    if looks_like_ir_json(source.text):
+        return [_compile_ir(source)]
     return _compile_program(source, parse(source))
 
 
-def compile_spec(text: str | Source, filename: str = "<inline>") -> Compiled:
-    """The one network of a spec; a sweep is refused (compile and train need one network)."""
-    source = text if isinstance(text, Source) else Source(text, filename)
+def compile_spec(spec: str | os.PathLike[str] | Source, filename: str = "<inline>") -> Compiled:
+    """The one network of a spec (text, a .arch path, a shipped name or IR JSON); a sweep is refused."""
+    from archlang.schema import looks_like_ir_json
+
+    source = as_source(spec, filename)
+    if looks_like_ir_json(source.text):
+        return _compile_ir(source)
     program = parse(source)
     resolve(program, source, expand=False)
     size, first_set = sweep_size(program, source)

@@ -412,6 +412,12 @@ def read_source(spec: str) -> Source:
     if not spec.strip():
         return Source(spec, "<inline>")
     path = Path(spec)
+    if not _exists(path):
+        from archlang.catalog import resolve_name  # a shipped spec's name, as `wrn-28-10`
+
+        shipped = resolve_name(spec)
+        if shipped is not None:
+            return shipped
     looks_like_path = spec.endswith(".arch") or ("(" not in spec and "/" in spec)
     if looks_like_path or (len(spec) < 4096 and "\n" not in spec and "(" not in spec and _exists(path)):
         try:
