@@ -123,6 +123,11 @@ def label(source: Source) -> str | None:
 
 def list_specs() -> list[dict[str, object]]:
     """The catalogue with each spec's parameter count compiled from its IR (torch-free, under a second)."""
+    return [dict(row) for row in _rows()]
+
+
+@functools.cache
+def _rows() -> tuple[dict[str, object], ...]:
     from archlang.compiler import compile_all
 
     rows: list[dict[str, object]] = []
@@ -130,4 +135,4 @@ def list_specs() -> list[dict[str, object]]:
         counts = [c.summary.params for c in compile_all(entry.source())]
         rows.append({"name": entry.name, "paper": entry.paper, "table": entry.table, "params": counts[0],
                      "networks": len(counts), "file": entry.path, "paper_title": entry.paper_title})
-    return rows
+    return tuple(rows)

@@ -109,11 +109,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("name", overflow="fold")
+    table = Table(box=None, pad_edge=False, header_style="bold underline")
+    table.add_column("name", no_wrap=True)  # names are typed: never broken across lines
     table.add_column("paper", no_wrap=True)
     table.add_column("table", overflow="fold")
     table.add_column("params", justify="right", no_wrap=True)
@@ -124,8 +123,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from archlang.schema import schema
+    from archlang.schema import recipe_markdown, schema
 
+    if args.markdown:
+        if args.which != "recipe":
+            raise ArchlangError("--markdown is the reference of the recipe fields", hint="archlang schema recipe --markdown")
+        print(recipe_markdown(), end="")
+        return 0
     print(json.dumps(schema(args.which), indent=2))
     return 0
 
@@ -140,10 +144,8 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
-    try:
-        import shtab
-    except ModuleNotFoundError:
-        raise ArchlangError("shell completion needs the shtab package", hint="pip install shtab") from None
+    import shtab  # a dependency: small, pure Python
+
     print(shtab.complete(build_parser(_registrations()), shell=args.shell))
     return 0
 
@@ -177,6 +179,8 @@ def _add_language_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("schema", help="the JSON Schema of the IR or of the recipe, for editors")
     p.add_argument("which", nargs="?", choices=("ir", "recipe"), default="ir", help="ir (default) or recipe")
+    p.add_argument("--markdown", action="store_true", help="the recipe fields as a Markdown table "
+                   "(docs/recipe-fields.md)")
     p.set_defaults(handler=cmd_schema)
 
     p = sub.add_parser("completion", help="print a shell completion script: archlang completion bash > ...")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from archlang.catalog import label
 from archlang.compiler import Compiled
 from archlang.errors import ArchlangError, shorten
+from archlang.extras import require
 from archlang.fileio import atomic_write_bytes, atomic_write_text
 from archlang.infer import Layer, shape_text
 from archlang.ir import core
@@ -143,7 +144,7 @@ class _Drawer:
             self.edge(g, pre, name)
             return name, ""
         if node.shortcut == "zeropad" and self.shapes[prev] != shape_text(self.layers[path].out_shape):
-            return prev, "zero-padded x"
+            return pre, "zero-padded"  # like a projection, it takes pre(x); only the identity takes raw x
         return prev, "x"
 
     def gate_box(self, g: Any, text: str, body: str) -> str:
@@ -163,11 +164,7 @@ class _Drawer:
 
 def graph(compiled: Compiled, max_depth: int | None = None) -> graphviz.Digraph:
     """The graphviz graph of a compiled network."""
-    try:
-        import graphviz
-    except ModuleNotFoundError:
-        raise ArchlangError("drawing needs the graphviz Python package",
-                            hint="pip install 'archlang[draw]' (and graphviz's dot to render SVG/PNG)") from None
+    graphviz = require("graphviz", "archlang draw")
     title = label(compiled.source) or shorten(compiled.canonical, 100)
     g = graphviz.Digraph("network", graph_attr={"rankdir": "TB", "fontname": _FONT, "nodesep": "0.3",
                                                 "ranksep": "0.3", "label": title,

@@ -24,7 +24,7 @@ def compact(count: int) -> str:
     for unit, size in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
         if count >= size:
             value = count / size
-            return f"{value:.{max(0, 3 - len(str(int(value))))}f}{unit}"
+            return f"{value:.{max(0, 4 - len(str(int(value))))}f}{unit}"
     return str(count)
 
 
