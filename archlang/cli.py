@@ -174,7 +174,8 @@ def _add_language_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help=SPEC_HELP)
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="net.svg, net.png or net.pdf (rendered with graphviz's dot), or net.dot")
-    p.add_argument("--depth", type=int, default=None, help="draw blocks nested at most this deep as boxes")
+    p.add_argument("--depth", type=int, default=None, help="draw the insides of blocks only this many levels "
+                   "deep (0: each top-level block is one box)")
     p.set_defaults(handler=cmd_draw)
 
     p = sub.add_parser("schema", help="the JSON Schema of the IR or of the recipe, for editors")

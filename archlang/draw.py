@@ -74,7 +74,7 @@ class _Drawer:
 
     def draw(self, g: Any, node: IRNode, path: str, depth: int, prev: str) -> str:
         row = self.layers[path]
-        folded = self.max_depth is not None and depth > self.max_depth and not row.leaf
+        folded = self.max_depth is not None and depth >= self.max_depth and not row.leaf
         if row.leaf or folded:
             text = row.label if row.leaf else f"{row.label} (inside not drawn)"
             label = "\n".join(part for part in (text, _params(row.params)) if part)
