@@ -64,8 +64,8 @@ def test_compile_reads_its_own_json_back(tmp_path, capsys):
     ('{"ir": {"kind": "wrn", "depth": 28, "colour": 1}}',
      "invalid IR at wrn.colour: Extra inputs are not permitted"),
     ('{"kind": "wrn", "depth": 27}', "invalid IR: depth 27 is not 6N + 4 for a whole number N >= 1"),
-    ('{"layers": []}', 'this JSON is not archlang IR: expected the output of `archlang compile --json` '
-                       '(an object with "ir") or an IR node (an object with "kind")'),
+    ('{"layers": []}', ('this JSON is not archlang IR: expected the output of `archlang compile --json` '
+                       '(an object with "ir") or an IR node (an object with "kind")')),
     ('{"kind": "linear", "out": 10}', "a network is a family call or a seq(input(...), ...); got linear(...)"),
 ])
 def test_bad_ir_json_is_one_message(tmp_path, capsys, text, message):
