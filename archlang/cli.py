@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from archlang.errors import ArchlangError
 
@@ -150,9 +151,16 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_argument(p: argparse.ArgumentParser, *names: str, **kwargs: Any) -> None:
+    """An argument that shell completion (shtab) completes with file names."""
+    from shtab import FILE
+
+    p.add_argument(*names, **kwargs).complete = FILE  # type: ignore[attr-defined]
+
+
 def _add_language_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="validate a spec and print every layer, its shape and its parameters")
-    p.add_argument("spec", help=SPEC_HELP + ", or IR JSON (the output of compile --json)")
+    _file_argument(p, "spec", help=SPEC_HELP + ", or IR JSON (the output of compile --json)")
     p.add_argument("--json", action="store_true", help="print the validated IR, totals and every layer as JSON")
     p.add_argument("--depth", type=int, default=None, help="show layers nested at most this deep")
     p.add_argument("--save", metavar="FILE", help="build the module and save its initial weights "
@@ -160,7 +168,7 @@ def _add_language_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_compile)
 
     p = sub.add_parser("params", help="parameter counts of a spec or a sweep, without building anything")
-    p.add_argument("spec", help=SPEC_HELP + "; {a, b} sets make a sweep")
+    _file_argument(p, "spec", help=SPEC_HELP + "; {a, b} sets make a sweep")
     p.add_argument("--json", action="store_true", help='print [{"spec": ..., "params": ...}, ...]')
     p.add_argument("--convention", choices=("all", "weights"), default="all",
                    help="weights: only conv and linear weights, as the Highway paper and FitNets counted")
@@ -171,8 +179,8 @@ def _add_language_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("draw", help="a picture of the network: blocks, repeats collapsed, shapes and parameters")
-    p.add_argument("spec", help=SPEC_HELP)
-    p.add_argument("-o", "--output", required=True, metavar="FILE",
+    _file_argument(p, "spec", help=SPEC_HELP)
+    _file_argument(p, "-o", "--output", required=True, metavar="FILE",
                    help="net.svg, net.png or net.pdf (rendered with graphviz's dot), or net.dot")
     p.add_argument("--depth", type=int, default=None, help="draw the insides of blocks only this many levels "
                    "deep (0: each top-level block is one box)")

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import graphviz
 
 FORMATS = ("svg", "png", "pdf")
+# dot lays out a few thousand boxes in seconds; far more is minutes and a picture no one can read.
+MAX_BOXES = 2_000
 _FONT = "Helvetica"
 _COLOURS = {"conv": "#dbe9f6", "dirac": "#dbe9f6", "linear": "#e3f1dc", "highway": "#fbe3c8",
             "batchnorm": "#f2f2f2", "projection": "#dbe9f6", "gate": "#f6dbe9"}
@@ -58,6 +60,9 @@ class _Drawer:
 
     def box(self, g: Any, label: str, shape: str, kind: str = "", **attrs: str) -> str:
         name = f"n{next(self.ids)}"
+        if len(self.shapes) >= MAX_BOXES:
+            raise ArchlangError(f"the drawing would have more than {MAX_BOXES:,} boxes",
+                                hint="--depth 0 draws each top-level block as one box")
         colour = _COLOURS.get(kind, "white")
         g.node(name, label, shape=attrs.pop("node_shape", "box"), style="rounded,filled", fillcolor=colour, **attrs)
         self.shapes[name] = shape

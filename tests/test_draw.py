@@ -75,3 +75,11 @@ def test_draw_errors(tmp_path, capsys, monkeypatch):
 def test_depth_folds_blocks_into_boxes():
     dot = graph(archlang.compile_spec("wrn-28-10"), max_depth=0).source
     assert "residual (inside not drawn)\n461,440 params" in dot and "batchnorm(160)" not in dot
+
+
+def test_a_drawing_too_large_to_read_is_refused(capsys, tmp_path):
+    layers = ", ".join(f"linear({n}), relu" for n in range(1, 1100))  # all different: nothing collapses
+    assert main(["draw", f"seq(input(8), {layers})", "-o", str(tmp_path / "net.dot")]) == 2
+    assert capsys.readouterr().err == ("error: the drawing would have more than 2,000 boxes\n"
+                                       "hint: --depth 0 draws each top-level block as one box\n")
+    assert not (tmp_path / "net.dot").exists()
