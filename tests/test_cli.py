@@ -58,7 +58,8 @@ def test_params_weights_convention(capsys):
 def test_params_does_not_import_torch():
     code = ("import sys; from archlang.cli import main; "
             "rc = main(['params', 'wrn(depth={16,22,28}, k={1,10})', '--json']); "
-            "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'")
+            "assert rc == 0 and main(['params', 'wrn-28-10']) == 0; "  # a shipped spec by name too
+            "assert 'torch' not in sys.modules, 'torch imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr
 
