@@ -68,7 +68,7 @@ class _Drawer:
         self.shapes[name] = shape
         return name
 
-    def edge(self, g: Any, tail: str, head: str, **attrs: str) -> None:
+    def edge(self, tail: str, head: str, **attrs: str) -> None:
         # Edges go to the root graph: a node named in a frame's edge would be drawn inside that frame.
         self.graph.edge(tail, head, label=f" {self.shapes.get(tail, '')}", **attrs)
 
@@ -84,7 +84,7 @@ class _Drawer:
             text = row.label if row.leaf else f"{row.label} (inside not drawn)"
             label = "\n".join(part for part in (text, _params(row.params)) if part)
             name = self.box(g, label, shape_text(row.out_shape), row.kind)
-            self.edge(g, prev, name)
+            self.edge(prev, name)
             return name
         if isinstance(node, core.Seq):
             return self.chain(g, node.items, path, depth, prev)
@@ -119,7 +119,7 @@ class _Drawer:
 
     def _join(self, g: Any, body: str, shortcut: str, label: str, dashed: bool) -> str:
         join = self.box(g, "+", self.shapes[body], node_shape="circle", width="0.3", fixedsize="true")
-        self.edge(g, body, join)
+        self.edge(body, join)
         self.graph.edge(shortcut, join, label=f" {label}", style="dashed" if dashed else "solid", color="#555555")
         return join
 
@@ -146,7 +146,7 @@ class _Drawer:
         if projection is not None:
             name = self.box(g, f"{projection.label}\n{_params(projection.params)}", shape_text(projection.out_shape),
                             "projection")
-            self.edge(g, pre, name)
+            self.edge(pre, name)
             return name, ""
         if node.shortcut == "zeropad" and self.shapes[prev] != shape_text(self.layers[path].out_shape):
             return pre, "zero-padded"  # like a projection, it takes pre(x); only the identity takes raw x
@@ -154,7 +154,7 @@ class _Drawer:
 
     def gate_box(self, g: Any, text: str, body: str) -> str:
         name = self.box(g, text, self.shapes[body], "gate")
-        self.edge(g, body, name)
+        self.edge(body, name)
         return name
 
     def gated(self, g: Any, node: core.Gated, path: str, depth: int, prev: str) -> str:
@@ -183,7 +183,7 @@ def graph(compiled: Compiled, max_depth: int | None = None) -> graphviz.Digraph:
     last = drawer.chain(g, compiled.network.items[1:], "", -1, start)
     end = drawer.box(g, f"output {shape_text(summary.output_shape)}\n{summary.params:,} params in all", "",
                      node_shape="oval")
-    drawer.edge(g, last, end)
+    drawer.edge(last, end)
     return g
 
 
