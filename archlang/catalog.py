@@ -7,6 +7,7 @@ Like timm's list_models/create_model: a name is resolved here, in one place, for
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import re
 from dataclasses import dataclass
@@ -121,9 +122,13 @@ def label(source: Source) -> str | None:
     return None if source.filename == "<inline>" else source.filename
 
 
-def list_specs() -> list[dict[str, object]]:
-    """The catalogue with each spec's parameter count compiled from its IR (torch-free, under a second)."""
-    return [dict(row) for row in _rows()]
+def list_specs(pattern: str | None = None) -> list[dict[str, object]]:
+    """The catalogue with each spec's parameter count compiled from its IR (torch-free, under a second).
+
+    `pattern` filters names as timm.list_models does: shell wildcards, `"wrn-28-*"`, `"*gated*"`.
+    """
+    rows = _rows() if pattern is None else [r for r in _rows() if fnmatch.fnmatchcase(str(r["name"]), pattern)]
+    return [dict(row) for row in rows]
 
 
 @functools.cache

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from archlang.errors import ArchlangError
+from archlang.errors import ArchlangError, shorten
 
 # Subcommand modules beyond compile/params; each has register(subparsers). Missing ones are skipped
 # so a partial install still runs the language commands.
@@ -106,7 +106,10 @@ def cmd_params(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from archlang.catalog import list_specs
 
-    rows = list_specs()
+    rows = list_specs(args.pattern)
+    if not rows:
+        raise ArchlangError(f"no shipped spec matches '{shorten(args.pattern)}'",
+                            hint="patterns are shell wildcards over the names: 'wrn-28-*', '*gated*'")
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -175,6 +178,7 @@ def _add_language_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_params)
 
     p = sub.add_parser("list", help="the shipped paper networks: name, paper, table, parameters")
+    p.add_argument("pattern", nargs="?", help="only names matching this shell wildcard, e.g. 'wrn-28-*'")
     p.add_argument("--json", action="store_true", help="print the catalogue as JSON")
     p.set_defaults(handler=cmd_list)
 

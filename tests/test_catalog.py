@@ -92,3 +92,12 @@ def test_python_api_takes_text_paths_and_names():
     assert archlang.count_params("archlang/specs/wrn/wrn-40-4.arch") == 8_949_210
     assert archlang.count_params("wrn(depth=40, k=4)") == 8_949_210
     assert [c.point_text for c in archlang.compile_all("wrn(depth={16, 22}, k=1)")] == ["depth=16", "depth=22"]
+
+
+def test_list_filters_by_wildcard(capsys):
+    assert main(["list", "wrn-28-*", "--json"]) == 0
+    assert [row["name"] for row in json.loads(capsys.readouterr().out)] == [
+        "wrn-28-2-b33", "wrn-28-10", "wrn-28-10-cifar100", "wrn-28-12", "wrn-28-10-dropout"]
+    assert main(["list", "vgg19*"]) == 2
+    assert capsys.readouterr().err == ("error: no shipped spec matches 'vgg19*'\n"
+                                       "hint: patterns are shell wildcards over the names: 'wrn-28-*', '*gated*'\n")
