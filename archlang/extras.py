@@ -17,13 +17,15 @@ EXTRA_OF = {"onnx": "export", "onnxruntime": "export", "onnxscript": "export", "
 
 
 def require(module: str, feature: str) -> ModuleType:
-    """Import `module` for `feature` (e.g. "archlang draw"), or say which extra installs it."""
-    top = module.split(".")[0]
+    """Import `module` for `feature` (e.g. "archlang draw"), or say which extra installs what is missing.
+
+    `module` may be one that imports an optional package itself: torch.utils.tensorboard needs tensorboard.
+    """
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as err:
-        if err.name is None or err.name.split(".")[0] != top:
-            raise  # a module missing inside the package is a broken install, not a missing extra
-        extra = EXTRA_OF[top]
-        raise ArchlangError(f"{feature} needs the '{top}' package, which is not installed",
-                            hint=f"pip install 'archlang[{extra}]'") from None
+        missing = (err.name or "").split(".")[0]
+        if missing not in EXTRA_OF:
+            raise  # not an optional package: a broken install, not a missing extra
+        raise ArchlangError(f"{feature} needs the '{missing}' package, which is not installed",
+                            hint=f"pip install 'archlang[{EXTRA_OF[missing]}]'") from None
