@@ -14,8 +14,6 @@ import torch.nn.functional as F
 from archlang.errors import ArchlangError
 from archlang.train.data import BatchLoader, Split, load_dataset, load_imagefolder
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_mnist = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(), reason="../shared/data/MNIST absent")
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -39,9 +37,8 @@ def _write_zip(path: Path, per_class: int = 3, size: int = 8) -> dict[str, list[
     return written
 
 
-@needs_mnist
-def test_mnist_loads_whole_as_uint8() -> None:
-    data = load_dataset("mnist", data_dir=SHARED)
+def test_mnist_loads_whole_as_uint8(shared_mnist: Path) -> None:
+    data = load_dataset("mnist", data_dir=shared_mnist)
     assert data.train.images.shape == (60000, 1, 28, 28) and data.train.images.dtype == torch.uint8
     assert data.test.images.shape == (10000, 1, 28, 28)
     assert abs(float(data.mean[0]) - 0.1307) < 1e-3 and abs(float(data.std[0]) - 0.3081) < 1e-3
@@ -68,8 +65,9 @@ def test_partial_mnist_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_imagefolder_zip_decodes_in_imagefolder_order_and_caches(tmp_path: Path) -> None:
     written = _write_zip(tmp_path / "tiny.zip")
-    splits, classes = load_imagefolder(tmp_path / "tiny.zip", cache_dir=tmp_path / "cache")
-    assert classes == ["ant", "cat"]
+    data = load_imagefolder(tmp_path / "tiny.zip", cache_dir=tmp_path / "cache")
+    splits = {"train": data.train, "test": data.test}
+    assert data.classes == ["ant", "cat"]
     assert splits["test"].labels.tolist() == [0, 0, 0, 1, 1, 1]  # test split: ImageFolder order
     assert torch.equal(splits["test"].images[3].permute(1, 2, 0), torch.from_numpy(written["test/cat"][0]))
     # train split: a fixed shuffle, so that --subset N is not N images of one class
@@ -79,8 +77,8 @@ def test_imagefolder_zip_decodes_in_imagefolder_order_and_caches(tmp_path: Path)
         pool = written["train/ant" if label == 0 else "train/cat"]
         assert any(np.array_equal(image.permute(1, 2, 0).numpy(), p) for p in pool)
     assert len(list((tmp_path / "cache").iterdir())) == 1
-    again, _ = load_imagefolder(tmp_path / "tiny.zip", cache_dir=tmp_path / "cache")
-    assert torch.equal(again["test"].images, splits["test"].images)
+    again = load_imagefolder(tmp_path / "tiny.zip", cache_dir=tmp_path / "cache")
+    assert torch.equal(again.test.images, data.test.images) and torch.equal(again.train.images, data.train.images)
 
 
 def test_corrupt_zip_and_corrupt_image_are_clear_errors(tmp_path: Path) -> None:
@@ -134,3 +132,33 @@ def test_normalisation_mean_std() -> None:
     loader = _loader(split, train=False, normalize="meanstd", mean=mean, std=std)
     x, _ = next(loader.batches(0))
     assert torch.allclose(x[0, :, 0, 0], torch.tensor([1.0, 3.0, 1.0]))
+
+
+@pytest.mark.parametrize("command,spec", [
+    ("prune", "mlp(depth=4, width=16, block=gated(residual))"),
+    ("lesion", "mlp(depth=3, width=16, block=highway, bn=false)"),
+    ("gates", "mlp(depth=3, width=16, block=highway, bn=false)"),
+])
+def test_analyses_of_a_spec_with_weights_take_dataset(command: str, spec: str, tiny_mnist: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import archlang
+    from archlang.cli import main
+    from archlang.weights import save_weights
+
+    weights = tmp_path / "w.safetensors"
+    save_weights(archlang.compile_spec(spec).build(), weights)
+    base = [command, spec, "--weights", str(weights), "--data-dir", str(tiny_mnist), "--out", str(tmp_path), "--json"]
+    assert main(base[:4] + ["--data-dir", str(tiny_mnist)]) == 2  # no run folder, no --dataset: told to pass it
+    assert "pass --dataset NAME" in capsys.readouterr().err
+    assert main(base + ["--dataset", "mnist"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    if command == "prune":
+        assert result["removed"] == [0, 1, 2] and len(result["accuracy"]) == 3
+    elif command == "lesion":
+        assert 0.0 <= result["baseline_error"] <= 100.0 and len(result["lesions"]) == 3
+    else:
+        assert all("mean_T" in row for row in result["rows"] if row["kind"] == "highway")
+    assert main(base + ["--dataset", "cifar10"]) == 2  # no CIFAR-10 in that folder
+    assert "cifar10 dataset not found" in capsys.readouterr().err

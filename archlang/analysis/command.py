@@ -9,6 +9,9 @@ from typing import Any
 
 from archlang.errors import ArchlangError
 
+# The names analyses accept for --dataset (archlang.train.data.select.DATASETS, without importing torch).
+DATASETS = ("mnist", "cifar10", "cifar100", "svhn", "imagefolder", "imagenet")
+
 
 def _print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
@@ -54,7 +57,7 @@ def run_prune(args: argparse.Namespace) -> int:
     from archlang.analysis.run import data_loader, load_run
 
     run = load_run(args.run, args.weights)
-    loader = data_loader(run, "test", args.data_dir, args.subset)
+    loader = data_loader(run, "test", args.data_dir, args.subset, dataset=args.dataset, recipe=args.recipe)
     curve = prune(run, loader, args.strategy, _steps(args.steps), args.seeds)
     rows = [[n, acc, sd, p] for n, acc, sd, p in zip(curve.removed, curve.accuracy, curve.spread, curve.params)]
     _emit(args, f"layer pruning ({args.strategy})", ["removed layers", "test accuracy %", "std", "params"], rows,
@@ -72,7 +75,7 @@ def run_lesion(args: argparse.Namespace) -> int:
     from archlang.analysis.run import data_loader, load_run
 
     run = load_run(args.run, args.weights)
-    loader = data_loader(run, "train", args.data_dir, args.subset)
+    loader = data_loader(run, "train", args.data_dir, args.subset, dataset=args.dataset, recipe=args.recipe)
     baseline, lesions = lesion(run, loader)
     _emit(args, f"lesioning (training set error, unlesioned {baseline:.2f}%)", ["layer", "module", "error %"],
           [[x.layer, x.module_path, x.error] for x in lesions],
@@ -95,7 +98,8 @@ def run_gates(args: argparse.Namespace) -> int:
                             hint="gates applies to gated(...), dirac(...) and highway(...) networks")
     activity: dict[str, float] = {}
     if any(r.kind == "highway" for r in rows) and not args.no_data:
-        loader = data_loader(run, "test", args.data_dir, args.subset or 2000)
+        loader = data_loader(run, "test", args.data_dir, args.subset or 2000, dataset=args.dataset,
+                             recipe=args.recipe)
         activity = highway_activity(run.model, loader.batches(0))
     table = [[r.kind, r.layer, r.path, *[f"{k}={v:.4g}" for k, v in r.values.items()],
               *([f"mean T={activity[r.path]:.4g}"] if r.path in activity else [])] for r in rows]
@@ -164,7 +168,8 @@ def _recipe_init(compiled, recipe: str | None):
 
     resolved = build_recipe(recipe, family=compiled.family, family_args=compiled.family_args,
                             input_shape=tuple(compiled.input_shape), train_args=compiled.train_args,
-                            train_spans=compiled.train_spans, spec_source=compiled.source, overrides=None)
+                            train_spans=compiled.train_spans, spec_source=compiled.source, overrides=None,
+                            network=compiled.spec)
     return lambda model: apply_init(model, resolved.recipe)
 
 
@@ -193,6 +198,8 @@ def _common(p: argparse.ArgumentParser, target: str = "run") -> None:
 def _data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="the dataset's folder (default: the one the run used)")
     p.add_argument("--subset", type=int, help="use only the first N images")
+    p.add_argument("--dataset", choices=DATASETS, help="the dataset (default: the run's; needed for a spec with --weights)")
+    p.add_argument("--recipe", help="recipe whose data and normalisation to use (default: the run's)")
     p.add_argument("--out", help="folder for the plot (default: RUN/analysis)")
 
 

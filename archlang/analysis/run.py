@@ -77,28 +77,12 @@ def load_run(target: str, weights: str | None = None) -> LoadedRun:
 
 
 def data_loader(run: LoadedRun, split: str, data_dir: str | None, subset: int | None = None,
-                batch_size: int = 1000):
-    """Batches of the run's dataset, read and normalised as in training (no augmentation)."""
-    from archlang.train import sources
-    from archlang.train.data import load_dataset
-    from archlang.train.recipes import Recipe
+                batch_size: int = 1000, dataset: str | None = None, recipe: str | None = None):
+    """Batches of the run's dataset (or --dataset / --recipe), read and normalised as in training."""
+    from archlang.train.data.select import analysis_loader
 
-    name = run.run_info.get("dataset") or run.recipe.get("dataset")
-    if not name:
-        raise ArchlangError("no dataset known for this network", hint="analyse a run folder, or pass --dataset")
-    saved = data_dir or run.run_info.get("data_dir")
-    where = Path(saved) if saved else None
-    recipe = Recipe.model_validate(run.recipe) if run.recipe else None
-    if recipe is not None and recipe.dataset == "imagenet":
-        data = sources.load_for_recipe(recipe, run.compiled.num_classes, where)
-    else:
-        data = load_dataset(name, data_dir=where)
-    mean, std = sources.statistics(recipe, data) if recipe is not None else (data.mean, data.std)
-    chosen = data.train if split == "train" else data.test
-    if subset:
-        chosen = chosen.first(subset)
-    return sources.make_loader(chosen, recipe, train=False, batch_size=batch_size, mean=mean, std=std,
-                               normalize=run.recipe.get("normalize", "scale"), device=torch.device("cpu"))
+    return analysis_loader(run.compiled, run.recipe, run.run_info, dataset=dataset, recipe=recipe, data_dir=data_dir,
+                           split=split, subset=subset, batch_size=batch_size)
 
 
 @torch.no_grad()

@@ -26,16 +26,15 @@ several GPUs (torch.distributed, DistributedDataParallel):
 
 
 def _set_pair(text: str) -> tuple[str, Any]:
-    import yaml
+    from archlang.train.recipe_yaml import parse_flag_value
 
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got '{text}'")
     key, value = text.split("=", 1)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else value
-    except yaml.YAMLError:
-        parsed = value
-    return key.strip().replace("-", "_"), parsed
+        return key.strip().replace("-", "_"), parse_flag_value(value)
+    except ArchlangError as err:  # argparse reports these as its own errors (exit 2)
+        raise argparse.ArgumentTypeError(err.message) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -205,7 +205,8 @@ def _plan_run(compiled: Any, ctx: ddp.DistContext, opts: TrainOptions, *, recipe
     """Resolve the recipe and the run folder and check a resume; reads files, writes none."""
     resolved = build_recipe(recipe, family=compiled.family, family_args=compiled.family_args,
                             input_shape=tuple(compiled.input_shape), train_args=compiled.train_args,
-                            train_spans=compiled.train_spans, spec_source=compiled.source, overrides=overrides)
+                            train_spans=compiled.train_spans, spec_source=compiled.source, overrides=overrides,
+                            network=compiled.spec)
     ident = runfolder.RunIdentity(spec_text if spec_text is not None else compiled.source.text, compiled.canonical,
                                   resolved.given_text, resolved.resolved_dict())
     if subset is not None and subset < 1:
@@ -237,7 +238,8 @@ def _load_data(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: TrainO
 
     def load() -> Dataset:
         data = sources.load_for_recipe(r, compiled.num_classes, Path(plan.data_dir) if plan.data_dir else None,
-                                       download=opts.download, cache_dir=opts.cache_dir)
+                                       download=opts.download, cache_dir=opts.cache_dir,
+                                       input_shape=tuple(compiled.input_shape))
         _check_fit(compiled, data)
         return data
 

@@ -23,7 +23,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from archlang.errors import ArchlangError, Source, Span, did_you_mean
+from archlang.errors import ArchlangError, Source, Span, did_you_mean, shorten
+from archlang.train import recipe_spec, recipe_yaml
+from archlang.train.recipe_spec import default_recipe_name
 
 # Shipped recipes are package data, read through importlib.resources (they load from a wheel or a zip).
 RECIPE_DIR = resources.files("archlang") / "recipes"
@@ -34,7 +36,7 @@ InitKind = Literal["default", "kaiming_normal", "kaiming_normal_fan_out", "xavie
 class Recipe(BaseModel):
     """Every knob of a training run. Flat, so `train(lr=...)` and `--lr` name fields directly."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Data. "cifar" resolves to cifar10 or cifar100 from the spec's number of classes.
     dataset: Literal["mnist", "cifar", "cifar10", "cifar100", "svhn", "imagefolder", "imagenet"]
@@ -188,29 +190,29 @@ def recipe_names() -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in RECIPE_DIR.iterdir() if p.name.endswith(".yaml"))
 
 
-def _node_span(node: yaml.Node, last: yaml.Node | None = None) -> Span:
-    start, end = node.start_mark, (last or node).end_mark
-    return Span(start.line + 1, start.column + 1, end.line + 1, end.column + 1, start.index, end.index)
-
-
 def _read_yaml_layer(text: str, filename: str) -> Layer:
-    """Parse a recipe YAML safely (no Python tags), keeping the position of every key."""
+    """Parse a recipe YAML safely (no Python tags, bounded), keeping the position of every key."""
     source = Source(text, filename)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        span = Span(mark.line + 1, mark.column + 1, mark.line + 1, mark.column + 2, mark.index, mark.index + 1) if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ArchlangError(f"recipe is not valid YAML: {problem}", source=source, span=span) from None
+    values, root = recipe_yaml.load(text, source)
     if values is None:
         values, root = {}, None
     if not isinstance(values, dict) or (root is not None and not isinstance(root, yaml.MappingNode)):
         raise ArchlangError("a recipe must be a mapping of `field: value` lines", source=source,
-                            span=_node_span(root) if root is not None else None)
-    spans = {str(k.value): _node_span(k, v) for k, v in root.value} if root is not None else {}
+                            span=recipe_yaml.node_span(root) if root is not None else None)
+    spans = recipe_yaml.mapping_spans(root, source) if root is not None else {}
     return Layer("yaml", {str(k): v for k, v in values.items()}, source, spans, filename)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(recipe_yaml.MAX_TEXT + 1)
+        if len(data) > recipe_yaml.MAX_TEXT:
+            raise ArchlangError(f"the recipe file is over {recipe_yaml.MAX_TEXT:,} bytes; a recipe is a page of "
+                                "fields", path=str(path))
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchlangError(f"cannot read recipe file: {shorten(str(exc), 200)}", path=str(path)) from None
 
 
 def _looks_like_path(name: str) -> bool:
@@ -224,51 +226,13 @@ def load_recipe_layer(name_or_path: str) -> tuple[str, Layer]:
         if not path.is_file():
             raise ArchlangError("recipe file not found", path=str(path),
                                 hint=f"shipped recipes: {', '.join(recipe_names())}")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ArchlangError(f"cannot read recipe file: {exc}", path=str(path)) from None
-        return path.stem, _read_yaml_layer(text, str(path))
+        return path.stem, _read_yaml_layer(_read_text(path), str(path))
     path = RECIPE_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         names = recipe_names()
         hint = did_you_mean(name_or_path, names) or f"shipped recipes: {', '.join(names)}"
-        raise ArchlangError(f"unknown recipe '{name_or_path}'", hint=hint)
+        raise ArchlangError(f"unknown recipe '{shorten(name_or_path)}'", hint=hint)
     return name_or_path, _read_yaml_layer(path.read_text(encoding="utf-8"), str(path))
-
-
-def _family_block_name(family_args: Mapping[str, Any]) -> str:
-    block = family_args.get("block")
-    if block is None:
-        return ""
-    if isinstance(block, str):
-        return block.lower()
-    return str(getattr(block, "name", None) or block).lower()
-
-
-def default_recipe_name(family: str | None, family_args: Mapping[str, Any], input_shape: tuple[int, ...]) -> str:
-    """The paper recipe a family trains with when no --recipe is given."""
-    is_mnist = tuple(input_shape)[-2:] == (28, 28)
-    # ImageNet-sized inputs: DiracNets trains its ImageNet nets and the ResNet-18/34 baselines
-    # of Table 3 with one recipe.
-    if family in ("diracnet", "resnet", "preact_resnet") and tuple(input_shape)[-1:] >= (64,):
-        return "dirac-imagenet"
-    if family == "mlp":
-        return "highway-mnist" if "highway" in _family_block_name(family_args) else "gated-mnist"
-    if family == "wrn":
-        return "wrn-svhn" if str(family_args.get("dataset", "")).lower() == "svhn" else "wrn-cifar"
-    if family == "diracnet":
-        return "dirac-cifar"
-    if family == "highway_cnn":
-        return "highway-mnist-conv" if is_mnist else "highway-cifar"
-    if family in ("preact_resnet", "resnet"):
-        return "gated-cifar-resnet"
-    if is_mnist:
-        return "gated-mnist"
-    raise ArchlangError(
-        "no default recipe for a hand-written network on this input shape",
-        hint=f"pass --recipe NAME or a YAML file; shipped recipes: {', '.join(recipe_names())}",
-    )
 
 
 def _field_of(error: Mapping[str, Any]) -> str | None:
@@ -301,7 +265,7 @@ def _validation_error(exc: ValidationError, layers: list[Layer]) -> ArchlangErro
     name = _field_of(error)
     layer = _blame(layers, name)
     if error["type"] == "extra_forbidden":
-        return _error_at(layer, name, f"unknown recipe field '{name}'",
+        return _error_at(layer, name, f"unknown recipe field '{shorten(name or '')}'",
                          did_you_mean(name or "", RECIPE_FIELDS) or f"recipe fields: {', '.join(RECIPE_FIELDS)}")
     if error["type"] == "missing":
         return ArchlangError(f"recipe field '{name}' is required but no recipe layer sets it",
@@ -309,7 +273,7 @@ def _validation_error(exc: ValidationError, layers: list[Layer]) -> ArchlangErro
     message = error["msg"].removeprefix("Value error, ")
     if name is not None and error["type"] != "value_error":
         value = layer.values.get(name) if layer else None
-        message = f"recipe field '{name}' = {value!r}: {message}"
+        message = f"recipe field '{name}' = {recipe_yaml.shown(value)}: {message}"
     if layer is None and error["type"] == "value_error":
         blamed = _cross_field_blame(message, layers)
         if blamed is not None:
@@ -357,14 +321,35 @@ def build_recipe(
     train_spans: Mapping[str, Span] | None = None,
     spec_source: Source | None = None,
     overrides: Mapping[str, Any] | None = None,
+    network: Any = None,
 ) -> ResolvedRecipe:
-    """Resolve YAML < train(...) clause < flag overrides into one validated recipe."""
-    name_or_path = recipe or default_recipe_name(family, family_args or {}, input_shape)
-    name, base = load_recipe_layer(name_or_path)
+    """Resolve YAML < train(...) clause < flag overrides into one validated recipe.
+
+    The YAML is --recipe, else the clause's train(recipe=...), else the family's default.
+    `network` (the spec's IR) lets a recipe bn_momentum that contradicts a bn(momentum=...) be refused.
+    """
+    clause = dict(train_args or {})
+    spans = dict(train_spans or {})
+    named, named_at = recipe_spec.clause_recipe(clause, spans, spec_source)
+    clause.pop("recipe", None)
+    try:
+        name, base = load_recipe_layer(recipe or named or default_recipe_name(family, family_args or {}, input_shape))
+    except ArchlangError as err:
+        raise (err.with_location(spec_source, named_at) if recipe is None and named_at and spec_source else err) from None
     layers = [base]
-    if train_args:
-        layers.append(Layer("train", dict(train_args), spec_source, dict(train_spans or {}),
-                            spec_source.filename if spec_source else None))
+    if clause:
+        layers.append(Layer("train", clause, spec_source, spans, spec_source.filename if spec_source else None))
     if overrides:
         layers.append(Layer("flags", {k: v for k, v in overrides.items() if v is not None}))
-    return resolve_recipe(layers, name)
+    resolved = resolve_recipe(layers, name)
+    _check_bn(resolved.recipe, layers, network, spec_source)
+    return resolved
+
+
+def _check_bn(recipe: Recipe, layers: list[Layer], network: Any, spec_source: Source | None) -> None:
+    layer = _blame(layers, "bn_momentum")
+    if layer is None:
+        return
+    span = layer.spans.get("bn_momentum")
+    place = "--set bn_momentum" if layer.kind == "flags" else recipe_spec.where_set(layer.source, span, layer.path or "")
+    recipe_spec.check_bn_momentum(recipe.bn_momentum, network, spec_source, place)

@@ -1,6 +1,6 @@
 """ImageNet-size datasets, read from disk image by image in DataLoader worker processes.
 
-The papers' small datasets are held whole as uint8 tensors (archlang.train.data); ImageNet
+The papers' small datasets are held whole as uint8 tensors (archlang.train.data.batching); ImageNet
 (1.28M JPEGs of every size, ~140 GB decoded) cannot be. Here torchvision's ImageFolder lists
 the files and torchvision's transforms do the papers' ImageNet augmentation (RandomResizedCrop
 and flips for training; Resize and CenterCrop for evaluation) in DataLoader workers. Workers
@@ -21,8 +21,11 @@ from typing import Any
 
 import torch
 
-from archlang.errors import ArchlangError
-from archlang.train.data import Batching
+from archlang.errors import ArchlangError, shorten
+from archlang.train.data.batching import Batching
+
+# A real ImageNet photo is at most ~10 MP; far more is a decompression bomb, refused from the header.
+MAX_PIXELS = 64 << 20
 
 # Where an ImageNet copy's evaluation split may live: the usual prepared layout calls it val/.
 EVAL_DIRS = ("val", "test")
@@ -111,6 +114,24 @@ def load_imagenet(root: Path, *, size: int, resize: int, scale: tuple[float, flo
     return (StreamSplit(mixed, size, resize, scale), StreamSplit(tuple(test), size, resize, scale), len(classes))
 
 
+def _read_rgb(path: str):
+    """One image file as RGB, its size checked from the header before its pixels are decoded."""
+    import stat
+    import warnings
+
+    from PIL import Image
+
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block a worker for ever
+        raise ValueError(f"{path}: not a regular file (a FIFO, socket or device named like an image)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ValueError(f"{path}: image is {img.width}x{img.height} pixels, over the limit of "
+                                 f"{MAX_PIXELS:,} pixels (a decompression bomb?)")
+            return img.convert("RGB")
+
+
 @dataclass(frozen=True)
 class _Decoded:
     image: torch.Tensor | None  # uint8 [3, size, size]
@@ -142,10 +163,11 @@ class _Images(torch.utils.data.Dataset):
         index, seed = key
         path, label = self.samples[index]
         try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            return _Decoded(None, label, f"{path}: {exc}")
+            rgb = _read_rgb(path)
+        except ValueError as exc:  # our own refusals, with their whole message
+            return _Decoded(None, label, str(exc))
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+            return _Decoded(None, label, f"corrupted image ({path}: {shorten(str(exc), 200)})")
         # The transforms draw from torch's global generator: seed it per image, inside a fork
         # so that the training process's own stream (dropout) is untouched when workers=0.
         with torch.random.fork_rng(devices=[]):
@@ -195,7 +217,7 @@ class StreamLoader(Batching):
             generator=torch.Generator().manual_seed(epoch))
         for batch in loader:
             if isinstance(batch, str):
-                raise ArchlangError(f"corrupted image ({batch})", hint="re-extract or re-download the dataset")
+                raise ArchlangError(batch, hint="re-extract or re-download the dataset, or remove the file")
             images, labels = batch
             x = self.normalized(images.to(self.device, non_blocking=True))
             yield self.formatted(x), labels.to(self.device, non_blocking=True)

@@ -1,0 +1,160 @@
+"""Batches of whole uint8 datasets, augmented a whole batch at a time.
+
+Per-image PIL transforms cost as much as a small network on 2 CPU cores, so every
+dataset is decoded once into a uint8 tensor [N, C, H, W] (kept on the training device)
+and crops/flips are one gather per batch. All randomness of an epoch (order, crop
+offsets, flips) is drawn up front from a generator seeded by (seed, epoch): a run
+resumed at any step of any epoch sees exactly the batches of an uninterrupted run.
+Under torchrun every process draws the same plan and takes its own contiguous shard of
+each global batch, so the processes together see exactly one single-process batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from archlang.train.data.types import Split
+
+
+def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Reflect-padding index map (edge pixel not repeated), like F.pad(mode='reflect')."""
+    index = index.abs()
+    return torch.where(index >= size, 2 * (size - 1) - index, index)
+
+
+@dataclass
+class EpochPlan:
+    """All random draws of one epoch, so any step of it can be replayed exactly."""
+
+    order: torch.Tensor  # [N] sample indices
+    offsets: torch.Tensor  # [N, 2] crop offsets in [0, 2 * pad]
+    flips: torch.Tensor  # [N] bool
+
+
+class Batching:
+    """What every batch iterator shares: global batches, their per-process shards, and the
+    normalisation x = u8 * a + b, which folds /255, mean and std into one multiply-add."""
+
+    def __init__(self, total: int, *, batch_size: int, mean: torch.Tensor, std: torch.Tensor, normalize: str,
+                 device: torch.device, train: bool, seed: int = 0, channels_last: bool = False,
+                 dtype: torch.dtype = torch.float32, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.total, self.batch_size, self.device, self.train, self.seed = total, batch_size, device, train, seed
+        self.channels_last, self.dtype = channels_last, dtype
+        self.rank, self.world_size = rank, world_size
+        c = mean.numel()
+        shift = mean if normalize in ("mean", "meanstd") else torch.zeros(c)
+        scale = std if normalize == "meanstd" else torch.ones(c)
+        self.a = (1.0 / (255.0 * scale)).view(1, c, 1, 1).to(device, dtype)
+        self.b = (-shift / scale).view(1, c, 1, 1).to(device, dtype)
+
+    def __len__(self) -> int:
+        return (self.total + self.batch_size - 1) // self.batch_size
+
+    def global_count(self, step: int) -> int:
+        """Images in global batch `step`: batch_size, except a shorter last batch."""
+        return min(self.batch_size, self.total - step * self.batch_size)
+
+    def shard(self, step: int) -> slice:
+        """This process's part of global batch `step`, as positions in the epoch's order.
+
+        Contiguous and balanced like torch.tensor_split: in a short last batch the first
+        processes take one image more, so rank 0 (whose BN buffers DDP broadcasts) never
+        gets an empty shard. With one process it is the whole batch.
+        """
+        start, n = step * self.batch_size, self.global_count(step)
+        size, extra = divmod(n, self.world_size)
+        first = start + self.rank * size + min(self.rank, extra)
+        return slice(first, first + size + (1 if self.rank < extra else 0))
+
+    def epoch_generator(self, epoch: int) -> torch.Generator:
+        """The source of every random draw of one training epoch: a function of (seed, epoch) only."""
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(inputs, labels) of this process for each step of `epoch` from `start_step`."""
+        raise NotImplementedError
+
+    def normalized(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.dtype) * self.a + self.b
+
+    def formatted(self, x: torch.Tensor) -> torch.Tensor:
+        fmt = torch.channels_last if self.channels_last and x.dim() == 4 else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
+
+class BatchLoader(Batching):
+    """Batches of normalised float tensors from a uint8 split on the training device."""
+
+    def __init__(
+        self,
+        split: Split,
+        *,
+        batch_size: int,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        normalize: str,
+        device: torch.device,
+        train: bool,
+        crop_pad: int = 0,
+        pad_mode: str = "reflect",
+        flip: bool = False,
+        seed: int = 0,
+        channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(len(split), batch_size=batch_size, mean=mean, std=std, normalize=normalize, device=device,
+                         train=train, seed=seed, channels_last=channels_last, dtype=dtype, rank=rank,
+                         world_size=world_size)
+        self.data = split.to(device)
+        self.crop_pad = crop_pad if train else 0
+        self.pad_mode = pad_mode
+        self.flip = flip and train
+
+    def plan(self, epoch: int) -> EpochPlan:
+        n = len(self.data)
+        if not self.train:
+            return EpochPlan(torch.arange(n), torch.zeros(n, 2, dtype=torch.long), torch.zeros(n, dtype=torch.bool))
+        g = self.epoch_generator(epoch)
+        order = torch.randperm(n, generator=g)
+        offsets = torch.randint(0, 2 * self.crop_pad + 1, (n, 2), generator=g)
+        flips = torch.rand(n, generator=g) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
+        return EpochPlan(order, offsets, flips)
+
+    def _gather(self, idx: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        images = self.data.images
+        _, _, h, w = images.shape
+        p = self.crop_pad
+        rows = offsets[:, :1] - p + torch.arange(h, device=self.device)  # [B, H]
+        cols = offsets[:, 1:] - p + torch.arange(w, device=self.device)  # [B, W]
+        cols = torch.where(flips[:, None], cols.flip(1), cols)
+        inside = None
+        if self.pad_mode == "zeros":
+            inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+            rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
+        else:
+            rows, cols = _reflect(rows, h), _reflect(cols, w)
+        # One advanced-indexing gather: [B, H, W, C], which permutes to a channels_last NCHW view.
+        batch = images[idx[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        x = self.normalized(batch)
+        if inside is not None:
+            x = x * inside[:, None].to(x.dtype)  # zero padding in normalised units
+        return x
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        plan = self.plan(epoch)
+        order, offsets, flips = (t.to(self.device) for t in (plan.order, plan.offsets, plan.flips))
+        for step in range(start_step, len(self)):
+            sl = self.shard(step)
+            idx = order[sl]
+            if self.crop_pad or self.flip:
+                x = self._gather(idx, offsets[sl], flips[sl])
+            else:
+                x = self.normalized(self.data.images[idx])
+            yield self.formatted(x), self.data.labels[idx]
