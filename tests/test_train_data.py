@@ -15,7 +15,6 @@ from archlang.errors import ArchlangError
 from archlang.train.data import BatchLoader, Split, load_dataset, load_imagefolder
 
 
-
 def _png(array: np.ndarray) -> bytes:
     from PIL import Image
 

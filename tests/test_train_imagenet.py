@@ -19,8 +19,8 @@ import archlang
 from archlang.analysis.run import data_loader, error_percent, load_run
 from archlang.errors import ArchlangError
 from archlang.train import TrainOptions, train
-from archlang.train.recipes import build_recipe, default_recipe_name
 from archlang.train.data import StreamLoader, load_imagenet
+from archlang.train.recipes import build_recipe, default_recipe_name
 
 CLASSES = ("n01", "n02", "n03", "n04", "n05", "n06")
 SPEC = "wrn(depth=10, k=1, classes=6)"

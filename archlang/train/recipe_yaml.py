@@ -80,6 +80,9 @@ def check_bounds(text: str, source: Source) -> None:
 
 def _yaml_error(exc: yaml.YAMLError, source: Source) -> ArchlangError:
     problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    if context and problem.startswith("but "):  # "expected a single document ... but found another"
+        problem = f"{context} {problem}"
     return ArchlangError(f"recipe is not valid YAML: {shorten(problem, 200)}", source=source,
                          span=_span_at(getattr(exc, "problem_mark", None)))
 
@@ -93,7 +96,8 @@ def load(text: str, source: Source) -> tuple[Any, yaml.Node | None]:
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, source) from None
     except ValueError as exc:  # int("1" * 5000): Python's limit on integer digits
-        raise ArchlangError(f"recipe value cannot be read: {shorten(str(exc), 120)}", source=source) from None
+        raise ArchlangError(f"recipe value cannot be read: {shorten(str(exc).split(':')[0], 120)}",
+                            source=source) from None
 
 
 def mapping_spans(root: yaml.Node, source: Source) -> dict[str, Span]:
@@ -116,6 +120,6 @@ def parse_flag_value(text: str) -> Any:
     except ArchlangError as err:
         if err.message.startswith("recipe is not valid YAML"):
             return text
-        raise ArchlangError(f"--set value: {err.message.removeprefix('the recipe ')}",
+        raise ArchlangError(f"the value {err.message.removeprefix('the recipe ')}",
                             hint="--set FIELD=VALUE takes a number, a word or a short [list]") from None
     return value

@@ -155,6 +155,8 @@ class Recipe(BaseModel):
 
 
 RECIPE_FIELDS = tuple(Recipe.model_fields)
+# Recipe fields `archlang train` has a flag of their own for (the others are set with --set FIELD=VALUE).
+OWN_FLAGS = ("epochs", "seed", "lr", "batch_size", "weight_decay", "k_decay")
 
 # Fields added after runs already existed: left out of the resolved recipe while unset, so the
 # recipe hash of those runs, and their --resume, stay valid.
@@ -252,7 +254,8 @@ def _error_at(layer: Layer | None, name: str | None, message: str, hint: str | N
     if layer is None:
         return ArchlangError(message, hint=hint)
     if layer.kind == "flags":
-        flag = "--" + (name or "").replace("_", "-")
+        named = name or ""
+        flag = "--" + named.replace("_", "-") if named in OWN_FLAGS else f"--set {shorten(named)}"
         return ArchlangError(f"{flag}: {message}", hint=hint)
     span = layer.spans.get(name or "")
     if layer.source is not None and span is not None:

@@ -61,6 +61,8 @@ class Files(Protocol):
 
     def names(self) -> list[str]: ...  # every file and folder, "/"-separated, folders ending in "/"
 
+    def place(self, name: str) -> str: ...  # how messages name a file
+
     def read(self, name: str) -> bytes: ...
 
 
@@ -79,6 +81,9 @@ class ZipFiles:
     def close(self) -> None:
         self.archive.close()
 
+    def place(self, name: str) -> str:
+        return f"{self.where}:{name}"
+
     def names(self) -> list[str]:
         return list(self.infos)
 
@@ -95,7 +100,7 @@ class ZipFiles:
             raise _too_big(where, info.file_size)
 
     def read(self, name: str) -> bytes:
-        info, where = self.infos[name], f"{self.where}:{name}"
+        info, where = self.infos[name], self.place(name)
         self._check(info, where)
         try:
             with self.archive.open(info) as member:
@@ -126,6 +131,9 @@ class TreeFiles:
             found.extend(f"{prefix}{d}/" for d in dirs)
             found.extend(f"{prefix}{f}" for f in files)
         return found
+
+    def place(self, name: str) -> str:
+        return str(self.root / name)
 
     @staticmethod
     def _walk_error(exc: OSError) -> None:

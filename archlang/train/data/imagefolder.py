@@ -20,7 +20,7 @@ import torch
 from archlang.errors import ArchlangError, shorten
 from archlang.train.data import cache
 from archlang.train.data.folders import Entry, Files, open_files, size_text, split_entries
-from archlang.train.data.types import FolderData, Split
+from archlang.train.data.types import FolderData, Split, bomb_message
 
 # Without an expected size, one image of an in-memory dataset is at most this (a larger one
 # belongs to a streamed dataset, or is a decompression bomb).
@@ -47,8 +47,8 @@ def _open(data: bytes, where: str):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data))  # reads the header only
-    except Image.DecompressionBombError as exc:
-        raise ArchlangError(f"image refused as a decompression bomb ({shorten(str(exc), 200)})", path=where) from None
+    except Image.DecompressionBombError:
+        raise ArchlangError(bomb_message(), path=where, hint="remove the file; it is not an image of this dataset") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ArchlangError(f"corrupted image ({shorten(str(exc), 200)})", path=where,
                             hint="re-extract or re-download the dataset") from None
@@ -58,14 +58,15 @@ class _Shape:
     """The [C, H, W] every image must have: the expected one, else the first image's."""
 
     def __init__(self, files: Files, first: Entry, expect: tuple[int, ...] | None) -> None:
-        where = f"{files.where}:{first.name}"
+        where = files.place(first.name)
         with _open(files.read(first.name), where) as img:
             w, h, gray = img.width, img.height, img.mode in GRAY_MODES
         if expect is None:
             self._check_pixels(w, h, where)
-            self.c, self.h, self.w = (1 if gray else 3), h, w
+            self.c, self.h, self.w, self.origin = (1 if gray else 3), h, w, "the first image's size"
             return
         self.c, self.h, self.w = (int(v) for v in expect)
+        self.origin = "the network's input"
         if self.c == 3 and gray:
             raise ArchlangError("the images are grayscale but the network takes 3 channels", path=where,
                                 hint="convert the images to RGB, or write input(1, H, W) in the spec")
@@ -80,15 +81,15 @@ class _Shape:
 
     def check(self, w: int, h: int, color: bool, where: str) -> None:
         if (h, w) != (self.h, self.w):
-            raise ArchlangError(f"image is {w}x{h} pixels, the others {self.w}x{self.h}; an ImageFolder dataset "
-                                "must have images of one size (that of the spec's input)", path=where)
+            raise ArchlangError(f"image is {w}x{h} pixels, expected {self.w}x{self.h} ({self.origin})", path=where,
+                                hint="an ImageFolder dataset held in memory has images of one size, the network's")
         if color and self.c == 1:
             raise ArchlangError("a color image among grayscale images (or in a dataset for a 1-channel network)",
                                 path=where, hint="convert the images to grayscale, or write input(3, H, W)")
 
 
 def _decode_into(out: np.ndarray, i: int, files: Files, entry: Entry, shape: _Shape) -> None:
-    where = f"{files.where}:{entry.name}"
+    where = files.place(entry.name)
     with _open(files.read(entry.name), where) as img:
         shape.check(img.width, img.height, img.mode not in GRAY_MODES, where)
         try:

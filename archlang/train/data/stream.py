@@ -23,6 +23,7 @@ import torch
 
 from archlang.errors import ArchlangError, shorten
 from archlang.train.data.batching import Batching
+from archlang.train.data.types import bomb_message
 
 # A real ImageNet photo is at most ~10 MP; far more is a decompression bomb, refused from the header.
 MAX_PIXELS = 64 << 20
@@ -166,7 +167,9 @@ class _Images(torch.utils.data.Dataset):
             rgb = _read_rgb(path)
         except ValueError as exc:  # our own refusals, with their whole message
             return _Decoded(None, label, str(exc))
-        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError:
+            return _Decoded(None, label, f"{path}: {bomb_message()}")
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             return _Decoded(None, label, f"corrupted image ({path}: {shorten(str(exc), 200)})")
         # The transforms draw from torch's global generator: seed it per image, inside a fork
         # so that the training process's own stream (dropout) is untouched when workers=0.

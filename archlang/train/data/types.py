@@ -24,6 +24,14 @@ GET_DATA_HINT = (
 )
 
 
+def bomb_message() -> str:
+    """What a file PIL refuses as a decompression bomb is told (over twice its MAX_IMAGE_PIXELS)."""
+    from PIL import Image
+
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    return f"image refused as a decompression bomb (over {limit:,} pixels)"
+
+
 @runtime_checkable
 class SplitLike(Protocol):
     """A training or evaluation split, held whole (Split) or read image by image (StreamSplit)."""
