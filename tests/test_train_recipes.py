@@ -91,6 +91,42 @@ def test_default_recipe_per_family() -> None:
     assert family_of("wrn(depth=16, k=1)") == "wrn-cifar"
     assert family_of("diracnet(depth=10, k=1)") == "dirac-cifar"
     assert family_of("gated(preact_resnet(depth=32))") == "gated-cifar-resnet"
+    # Gated WRNs (a gate around the family, or in its block) train with the Gated ResNet paper's recipe.
+    assert family_of("gated(wrn(depth=16, k=1))") == "gated-cifar-wrn"
+    assert family_of("wrn(depth=16, k=1, block=gated(B(3,3)))") == "gated-cifar-wrn"
+    assert family_of("highway_cnn(variant=mnist, width=32)") == "highway-mnist-conv"
+    assert family_of("highway_cnn(variant=cifar_b)") == "highway-cifar"
+    assert family_of("seq(input(1,28,28), flatten, linear(10))") == "gated-mnist"
+
+
+def test_family_variants_come_from_one_table() -> None:
+    from archlang.train.recipe_spec import DEFAULT_RECIPES, default_recipe_name
+
+    # Every recipe the table names is shipped, and every variant resolves through the table alone.
+    assert set(DEFAULT_RECIPES.values()) <= set(recipe_names())
+    assert default_recipe_name("wrn", {"dataset": "svhn"}, (3, 32, 32)) == "wrn-svhn"
+    assert default_recipe_name("wrn", {"dataset": "svhn", "gated": True}, (3, 32, 32)) == "wrn-svhn"
+    with pytest.raises(ArchlangError, match="no default recipe for a hand-written network"):
+        default_recipe_name(None, {}, (3, 32, 32))
+
+
+def test_train_clause_names_the_recipe_and_the_flag_wins() -> None:
+    c = archlang.compile_spec('wrn(depth=10, k=1)\ntrain(recipe="gated-cifar-wrn", epochs=3)')
+    common = {"family": c.family, "family_args": c.family_args, "input_shape": c.input_shape,
+              "train_args": c.train_args, "train_spans": c.train_spans, "spec_source": c.source, "network": c.spec}
+    chosen = build_recipe(None, **common)
+    assert chosen.name == "gated-cifar-wrn" and chosen.recipe.epochs == 3 and chosen.recipe.milestones == (0.3, 0.6, 0.8)
+    assert "recipe" not in chosen.resolved_dict()
+    assert build_recipe("wrn-cifar", **common).name == "wrn-cifar"
+
+
+def test_bn_momentum_of_the_recipe_may_agree_with_the_spec() -> None:
+    c = archlang.compile_spec("seq(input(3,32,32), conv(8), bn(momentum=0.1), relu, global_avgpool, linear(10))")
+    resolved = build_recipe("gated-cifar-wrn", network=c.spec, spec_source=c.source)
+    assert resolved.recipe.bn_momentum == 0.1
+    # A family's own batchnorms have no written momentum: the recipe sets them.
+    w = archlang.compile_spec("wrn(depth=10, k=1)")
+    assert build_recipe("gated-cifar-wrn", network=w.spec, spec_source=w.source).recipe.bn_momentum == 0.1
 
 
 def test_train_command_module_does_not_import_torch() -> None:
