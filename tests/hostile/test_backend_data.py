@@ -369,3 +369,15 @@ def test_decoded_size_over_the_memory_budget(tmp_path: Path, monkeypatch: pytest
     assert _error(zpath, tmp_path) == (
         f"{zpath}: error: 4 images of 3x32x32 need 12.0 KiB decoded, over the budget of 9.8 KiB\n"
         "hint: set ARCHLANG_DATA_MEMORY (bytes) to allow more, or use a smaller dataset")
+
+
+def test_analysis_of_a_run_whose_resolved_recipe_is_a_list(tmp_path: Path) -> None:
+    import archlang
+    from archlang.train.data.select import analysis_loader
+
+    compiled = archlang.compile_spec("mlp(depth=2, width=8)")
+    with pytest.raises(ArchlangError) as info:
+        analysis_loader(compiled, [1, 2, 3], {"data_dir": 5}, dataset=None, recipe=None, data_dir=None,  # type: ignore[arg-type]
+                        split="test", subset=None, batch_size=10)
+    assert info.value.render() == ("error: the run's resolved recipe is not a mapping of fields\n"
+                                   "hint: pass --recipe NAME")

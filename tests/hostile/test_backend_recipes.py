@@ -63,6 +63,13 @@ def _measured(tmp: Path, *flags: str) -> dict:
     return result
 
 
+def _refused(path: Path) -> str:
+    """The message a recipe file is refused with."""
+    with pytest.raises(ArchlangError) as info:
+        build_recipe(str(path))
+    return info.value.render()
+
+
 def _recipe(tmp: Path, text: str | bytes, name: str = "r.yaml") -> Path:
     path = tmp / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -131,18 +138,14 @@ def test_statistics_not_finite(field: str, text: str, shown: str, capsys: pytest
 
 
 def test_recipe_that_is_a_list(tmp_path: Path) -> None:
-    with pytest.raises(ArchlangError) as info:
-        build_recipe(str(_recipe(tmp_path, "- lr: 0.1\n- epochs: 2\n")))
-    assert info.value.render().splitlines()[0] == (
+    assert _refused(_recipe(tmp_path, "- lr: 0.1\n- epochs: 2\n")).splitlines()[0] == (
         f"{tmp_path / 'r.yaml'}:1:1: error: a recipe must be a mapping of `field: value` lines")
 
 
 def test_python_tag_is_not_executed(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     path = _recipe(tmp_path, BASE + f"seed: !!python/object/apply:os.system ['touch {marker}']\n")
-    with pytest.raises(ArchlangError) as info:
-        build_recipe(str(path))
-    assert info.value.render().splitlines()[0] == (
+    assert _refused(path).splitlines()[0] == (
         f"{path}:5:7: error: recipe is not valid YAML: could not determine a constructor for the tag "
         "'tag:yaml.org,2002:python/object/apply:os.system'")
     assert not marker.exists()
@@ -150,53 +153,41 @@ def test_python_tag_is_not_executed(tmp_path: Path) -> None:
 
 def test_field_given_twice(tmp_path: Path) -> None:
     path = _recipe(tmp_path, BASE + "lr: 0.5\n")
-    with pytest.raises(ArchlangError) as info:
-        build_recipe(str(path))
-    assert info.value.render() == (f"{path}:5:1: error: recipe field 'lr' is given twice\n"
+    assert _refused(path) == (f"{path}:5:1: error: recipe field 'lr' is given twice\n"
                                    "   5 | lr: 0.5\n       ^^\n"
                                    "hint: YAML would silently keep the last one; remove one")
 
 
 def test_integer_of_5000_digits(tmp_path: Path) -> None:
     path = _recipe(tmp_path, BASE.replace("epochs: 1", "epochs: " + "9" * 5000))
-    with pytest.raises(ArchlangError) as info:
-        build_recipe(str(path))
-    assert info.value.render().splitlines()[0] == (
+    assert _refused(path).splitlines()[0] == (
         f"{path}:1:1: error: recipe value cannot be read: Exceeds the limit (4300 digits) for integer string "
         "conversion")
 
 
 def test_integer_too_large_for_the_field(tmp_path: Path) -> None:
     path = _recipe(tmp_path, BASE.replace("epochs: 1", "epochs: " + "9" * 60))
-    with pytest.raises(ArchlangError) as info:
-        build_recipe(str(path))
-    assert info.value.render().splitlines()[0] == (
+    assert _refused(path).splitlines()[0] == (
         f"{path}:4:1: error: recipe field 'epochs' = 999999999999999999...9999999999999999999: "
         "Input should be less than or equal to 100000")
 
 
 def test_recipe_file_not_utf8(tmp_path: Path) -> None:
     path = _recipe(tmp_path, b"\xff\xfe" + BASE.encode("utf-16-le"))
-    with pytest.raises(ArchlangError) as info:
-        build_recipe(str(path))
-    assert info.value.render() == (f"{path}: error: cannot read recipe file: 'utf-8' codec can't decode byte 0xff "
+    assert _refused(path) == (f"{path}: error: cannot read recipe file: 'utf-8' codec can't decode byte 0xff "
                                    "in position 0: invalid start byte")
 
 
 def test_recipe_file_of_two_megabytes(tmp_path: Path) -> None:
     path = _recipe(tmp_path, BASE + "#" * (2 << 20) + "\n")
-    with pytest.raises(ArchlangError) as info:
-        build_recipe(str(path))
-    assert info.value.render() == f"{path}: error: the recipe file is over 1,048,576 bytes; a recipe is a page of fields"
+    assert _refused(path) == f"{path}: error: the recipe file is over 1,048,576 bytes; a recipe is a page of fields"
 
 
 def test_recipe_path_is_a_folder_or_a_fifo(tmp_path: Path) -> None:
     (tmp_path / "dir.yaml").mkdir()
     os.mkfifo(tmp_path / "fifo.yaml")
     for name in ("dir.yaml", "fifo.yaml"):
-        with pytest.raises(ArchlangError) as info:
-            build_recipe(str(tmp_path / name))
-        assert info.value.render().splitlines()[0] == f"{tmp_path / name}: error: recipe file not found"
+        assert _refused(tmp_path / name).splitlines()[0] == f"{tmp_path / name}: error: recipe file not found"
 
 
 def test_train_clause_recipe_not_a_name(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -250,17 +241,13 @@ def test_set_unknown_field_with_a_megabyte_name(capsys: pytest.CaptureFixture[st
 
 def test_multi_document_yaml(tmp_path: Path) -> None:
     path = _recipe(tmp_path, BASE + "---\nlr: 0.2\n")
-    with pytest.raises(ArchlangError) as info:
-        build_recipe(str(path))
-    assert info.value.render().splitlines()[0] == (
+    assert _refused(path).splitlines()[0] == (
         f"{path}:5:1: error: recipe is not valid YAML: expected a single document in the stream but found another document")
 
 
 def test_empty_recipe_file(tmp_path: Path) -> None:
     path = _recipe(tmp_path, "# nothing\n")
-    with pytest.raises(ArchlangError) as info:
-        build_recipe(str(path))
-    assert info.value.render() == f"{path}: error: recipe field 'dataset' is required but no recipe layer sets it"
+    assert _refused(path) == f"{path}: error: recipe field 'dataset' is required but no recipe layer sets it"
 
 
 def test_negative_seed_and_fractional_batch(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

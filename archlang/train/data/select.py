@@ -156,6 +156,8 @@ def _analysis_recipe(compiled: Any, saved: Mapping[str, Any], dataset: str | Non
     from archlang.train.recipes import build_recipe
 
     if recipe is None and saved:
+        if not isinstance(saved, Mapping):
+            raise ArchlangError("the run's resolved recipe is not a mapping of fields", hint="pass --recipe NAME")
         try:
             return Recipe.model_validate(dict(saved))
         except ValidationError as exc:
