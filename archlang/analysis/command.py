@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from archlang.errors import ArchlangError
-
-# The names analyses accept for --dataset (archlang.train.data.select.DATASETS, without importing torch).
-DATASETS = ("mnist", "cifar10", "cifar100", "svhn", "imagefolder", "imagenet")
+from archlang.train.recipes import DATASETS
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

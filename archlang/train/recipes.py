@@ -155,6 +155,8 @@ class Recipe(BaseModel):
 
 
 RECIPE_FIELDS = tuple(Recipe.model_fields)
+# The datasets by their own names (a recipe's "cifar" is cifar10 or cifar100, from the spec's classes).
+DATASETS = ("mnist", "cifar10", "cifar100", "svhn", "imagefolder", "imagenet")
 # Recipe fields `archlang train` has a flag of their own for (the others are set with --set FIELD=VALUE).
 OWN_FLAGS = ("epochs", "seed", "lr", "batch_size", "weight_decay", "k_decay")
 

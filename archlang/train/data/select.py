@@ -19,11 +19,10 @@ from archlang.train.data.batching import Batching, BatchLoader
 from archlang.train.data.imagefolder import load_imagefolder
 from archlang.train.data.torchvision_sets import has_torchvision_copy, load_torchvision
 from archlang.train.data.types import GET_DATA_HINT, KNOWN_SHAPES, Dataset, SplitLike, channel_stats, default_data_root
-from archlang.train.recipes import Recipe
+from archlang.train.recipes import DATASETS, Recipe
 
 # torchvision's RandomResizedCrop default, the "RandomSizedCrop" of the papers' ImageNet code.
 DEFAULT_CROP_SCALE = (0.08, 1.0)
-DATASETS = ("mnist", "cifar10", "cifar100", "svhn", "imagefolder", "imagenet")
 
 
 def dataset_name(recipe: Recipe, num_classes: int) -> str:
