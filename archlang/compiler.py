@@ -147,15 +147,17 @@ def _layer_count(node: IRNode) -> int:
 
 def _check_lets(program: ast.Program) -> None:
     """Validate every `let` that defines a call, so an unused definition with a typo is still reported."""
+    defs = {s.name for s in program.statements if isinstance(s, ast.Def)}
     for stmt in program.statements:
-        if isinstance(stmt, ast.Let) and isinstance(stmt.value, ast.Call) and not _has_set_or_name(stmt.value):
+        if isinstance(stmt, ast.Let) and isinstance(stmt.value, ast.Call) and not _has_set_or_name(stmt.value, defs):
             lower_call(stmt.value)
 
 
-def _has_set_or_name(expr: ast.Expr) -> bool:
-    if isinstance(expr, (ast.SetV, ast.Name)):
+def _has_set_or_name(expr: ast.Expr, defs: set[str]) -> bool:
+    """Whether an expression needs substitution first: a set, a name, or a call of a definition."""
+    if isinstance(expr, (ast.SetV, ast.Name)) or isinstance(expr, ast.Call) and expr.func in defs:
         return True
-    return any(_has_set_or_name(c) for c in ast.children(expr))
+    return any(_has_set_or_name(c, defs) for c in ast.children(expr))
 
 
 def _train_clause(call: ast.Call | None) -> tuple[dict[str, Any], dict[str, Span]]:

@@ -12,7 +12,8 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from archlang import ast
+from archlang import arith, ast
+from archlang.arith import MAX_INT_DIGITS
 from archlang.errors import ArchlangError, Source, Span, shorten
 
 # Read through importlib.resources so the grammar ships inside the wheel and loads from a zip too.
@@ -21,8 +22,10 @@ GRAMMAR = resources.files("archlang") / "grammars" / "archlang.lark"
 # What each terminal is called in an error message.
 _TERMINAL_NAMES = {
     "NAME": "a name",
-    "SIGNED_INT_LIT": "an integer",
-    "SIGNED_FLOAT_LIT": "a number",
+    "INT_LIT": "an integer",
+    "FLOAT_LIT": "a number",
+    "ADD_OP": "an operator",
+    "MUL_OP": "an operator",
     "STRING": "a string",
     "LPAR": "'('",
     "RPAR": "')'",
@@ -61,8 +64,6 @@ def span_of(meta_or_token: object) -> Span:
 
 
 _ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
-# Literals beyond these cannot be a meaningful argument; refusing them early keeps messages short.
-MAX_INT_DIGITS = 30
 
 
 def _unquote(token: Token) -> str:
@@ -115,6 +116,31 @@ class _ToAst(Transformer):
     def let_stmt(self, meta, items):
         name, value = items
         return ast.Let(str(name), value, span_of(meta), span_of(name))
+
+    def def_stmt(self, meta, items):
+        name, *params, value = items
+        return ast.Def(str(name), tuple(p for p in params if p is not None), value, span_of(meta), span_of(name))
+
+    def param(self, meta, items):
+        name, *default = items
+        return ast.Param(str(name), default[0] if default else None, span_of(name))
+
+    def tuple_let(self, meta, items):
+        *names, value = items
+        return ast.TupleLet(tuple(str(n) for n in names), value, span_of(meta), tuple(span_of(n) for n in names))
+
+    def binop(self, meta, items):
+        left, op, right = items
+        return ast.BinOp(str(op), left, right, span_of(meta), span_of(op))
+
+    def unary(self, meta, items):
+        op, operand = items
+        unary = ast.Unary(str(op), operand, span_of(meta), span_of(op))
+        # A signed literal is a number, as it was before arithmetic existed: -2.5 is a Float.
+        return arith.fold(unary) if isinstance(operand, (ast.Int, ast.Float)) else unary
+
+    def tuple(self, meta, items):
+        return ast.TupleV(tuple(items), span_of(meta))
 
     def call(self, meta, items):
         func, *args = items
@@ -234,7 +260,7 @@ def _expected_phrase(expected: set[str]) -> str:
 
 def _token_phrase(tok: Token) -> str:
     text = shorten(str(tok))
-    kind = {"NAME": "name ", "SIGNED_INT_LIT": "integer ", "SIGNED_FLOAT_LIT": "number "}.get(tok.type)
+    kind = {"NAME": "name ", "INT_LIT": "integer ", "FLOAT_LIT": "number "}.get(tok.type)
     if kind:
         return f"{kind}{text!r}"
     if tok.type == "STRING":
@@ -242,24 +268,21 @@ def _token_phrase(tok: Token) -> str:
     return repr(text)
 
 
-_ARITHMETIC = "archlang has no arithmetic: write the value itself (e.g. depth=28)"
+_POWER = "there is no power operator: multiply (2*2*2) or write the value itself"
 
 
 def _character_error(source: Source, err: UnexpectedCharacters) -> ArchlangError:
     text = source.text
     pos = err.pos_in_stream
     char = text[pos] if pos < len(text) else ""
-    after = text[pos + 1] if pos + 1 < len(text) else ""
     just_before = text[pos - 1] if pos > 0 else ""
     span = _point(err.line, err.column, pos)
     message, hint = f"unexpected character {char!r}", None
     if char in "\"'":
         message = "unterminated string"
         hint = f"close it with {char} on the same line (a string cannot span lines)"
-    elif char in "+-" and after in "+-":
-        hint = "a number takes at most one sign, e.g. -3"
-    elif char in "+-*/%^":
-        hint = _ARITHMETIC
+    elif char == "^":
+        hint = _POWER
     elif char == "." and just_before.isdigit():
         hint = "a number has at most one decimal point"
     elif char == "." and (just_before.isalpha() or just_before in "_)]}\"'"):
@@ -300,7 +323,7 @@ def _end_error(source: Source, expected: set[str]) -> ArchlangError:
     return ArchlangError("unexpected end of spec", source=source, span=_point_at(text, pos), hint=hint)
 
 
-_VALUE_STARTS = {"NAME", "SIGNED_INT_LIT", "SIGNED_FLOAT_LIT", "STRING", "TRUE", "FALSE", "LSQB", "LBRACE"}
+_VALUE_STARTS = {"NAME", "INT_LIT", "FLOAT_LIT", "STRING", "TRUE", "FALSE", "LSQB", "LBRACE"}
 
 
 def _token_error(source: Source, err: UnexpectedToken) -> ArchlangError:
@@ -348,14 +371,16 @@ def _token_error(source: Source, err: UnexpectedToken) -> ArchlangError:
     elif kind in _VALUE_STARTS and "COMMA" in expected:
         if kind == "NAME" and just_before.isdigit():
             hint = "a number takes no suffix or unit: write the number alone"
-        elif kind == "SIGNED_FLOAT_LIT" and value.startswith(".") and just_before.isdigit():
+        elif kind == "FLOAT_LIT" and value.startswith(".") and just_before.isdigit():
             hint = "a number has at most one decimal point"
-        elif kind in ("SIGNED_INT_LIT", "SIGNED_FLOAT_LIT") and value[0] in "+-":
-            hint = _ARITHMETIC
         elif stack and stack[-1][0] == "(":
             hint = "missing ',' between arguments?"
         elif stack:
             hint = "missing ',' between items?"
+    elif kind == "MUL_OP" and prev == "*" and value == "*":
+        hint = _POWER
+    elif kind == "MUL_OP":
+        hint = f"'{value}' needs a value on each side, e.g. 2{value}k"
     elif kind == "LPAR" and (prev in ("", "=", ",", "(", "[", "{")):
         hint = "parentheses only follow a name, as in conv(16); a list is written [3, 32, 32]"
     elif kind == "LPAR":

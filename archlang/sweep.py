@@ -1,24 +1,27 @@
-"""Sweeps and definitions: `{a, b}` sets expand into one program per combination, `let` names inline.
+"""Sweeps and definitions: `{a, b}` sets expand into one program per combination, definitions inline.
 
 Both work on the AST, before any validation, so each network of a sweep is validated
-(and its errors reported) exactly like a spec written out by hand.
+(and its errors reported) exactly like a spec written out by hand. Arithmetic is folded here,
+once the names in it are values (archlang/arith.py), and calls of parameterised definitions are
+inlined, each with its own copy of the body (so its own weights).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from archlang import ast
-from archlang.errors import ArchlangError, Source, Span, did_you_mean, shorten
-from archlang.ir.lower import PYTHON_HINT, PYTHON_NAMES, known_names
-from archlang.ir.nodes import model_for
-from archlang.parser import MAX_NESTING, end_span
+from archlang import arith, ast
+from archlang.ast import canonical
+from archlang.definitions import MAX_INLINED, bind, check_definitions, check_tuple
+from archlang.errors import ArchlangError, Source, Span, shorten
+from archlang.parser import end_span
+
+__all__ = ["MAX_INLINED", "MAX_SWEEP", "Resolved", "canonical", "iter_resolved", "resolve", "sweep_size"]
 
 # A sweep larger than this is almost certainly a typo (and would take minutes to count).
 MAX_SWEEP = 10_000
-# `let a1 = seq(a0, a0)`, `let a2 = seq(a1, a1)`, ... doubles with every line: refuse before inlining.
-MAX_INLINED = 100_000
 
 
 @dataclass(frozen=True)
@@ -45,113 +48,48 @@ def _contains_set(expr: ast.Expr) -> bool:
     return isinstance(expr, ast.SetV) or any(_contains_set(c) for c in ast.children(expr))
 
 
-def _substitute(expr: ast.Expr, choice: dict[int, ast.Expr], env: dict[str, ast.Expr]) -> ast.Expr:
-    """Replace each set by its chosen item and each let-bound name by its value."""
+@dataclass(frozen=True)
+class _Scope:
+    """What substitution replaces: the chosen item of each set, the value of each name, the definitions."""
+
+    choice: dict[int, ast.Expr]
+    env: dict[str, ast.Expr]
+    defs: dict[str, ast.Def]
+
+
+def _substitute(expr: ast.Expr, scope: _Scope) -> ast.Expr:
+    """Replace each set by its chosen item and each defined name by its value; fold arithmetic."""
     if isinstance(expr, ast.SetV):
-        return _substitute(choice[id(expr)], choice, env)
+        return _substitute(scope.choice[id(expr)], scope)
     if isinstance(expr, ast.Name):
-        return env.get(expr.id, expr)
-    if isinstance(expr, ast.ListV):
-        return replace(expr, items=tuple(_substitute(i, choice, env) for i in expr.items))
+        if expr.id in scope.env:
+            return scope.env[expr.id]
+        if expr.id in scope.defs:  # a definition whose parameters all have defaults, used bare
+            return _inline(ast.Call(expr.id, (), expr.span, expr.span), scope)
+        return expr
+    if isinstance(expr, (ast.ListV, ast.TupleV)):
+        return replace(expr, items=tuple(_substitute(i, scope) for i in expr.items))
+    if isinstance(expr, ast.BinOp):
+        return arith.fold(replace(expr, left=_substitute(expr.left, scope), right=_substitute(expr.right, scope)))
+    if isinstance(expr, ast.Unary):
+        return arith.fold(replace(expr, operand=_substitute(expr.operand, scope)))
     if isinstance(expr, ast.Call):
-        args = tuple(replace(a, value=_substitute(a.value, choice, env)) for a in expr.args)
+        if expr.func in scope.defs:
+            return _inline(expr, scope)
+        args = tuple(replace(a, value=_substitute(a.value, scope)) for a in expr.args)
         return replace(expr, args=args)
     return expr
 
 
-def _calls_in(expr: ast.Expr) -> list[ast.Call]:
-    own = [expr] if isinstance(expr, ast.Call) else []
-    return own + [c for child in ast.children(expr) for c in _calls_in(child)]
-
-
-def _names_used(expr: ast.Expr) -> list[ast.Name]:
-    if isinstance(expr, ast.Name):
-        return [expr]
-    return [n for child in ast.children(expr) for n in _names_used(child)]
-
-
-def _train_names(program: ast.Program) -> set[str]:
-    """`let` names the train(...) clause uses, directly or through other lets: their names are free text."""
-    lets = {s.name: s for s in program.statements if isinstance(s, ast.Let)}
-    todo = [n.id for s in program.statements if isinstance(s, ast.Call) and s.func == "train"
-            for n in _names_used(s)]
-    found: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in lets and name not in found:
-            found.add(name)
-            todo += [n.id for n in _names_used(lets[name].value)]
-    return found
-
-
-def _unknown_name(name: ast.Name, defined: dict[str, ast.Let]) -> ArchlangError:
-    if name.id.lower() in ("nan", "inf", "infinity"):
-        hint = "numbers must be finite"
-    elif name.id == "train":
-        hint = "train(...) is a clause on its own line, not a layer"
-    elif name.id in PYTHON_NAMES:
-        hint = PYTHON_HINT
-    else:
-        hint = did_you_mean(name.id, [*defined, *known_names(), "true", "false"]) or \
-            f"define it first with `let {shorten(name.id)} = ...`"
-    return ArchlangError(f"unknown name '{shorten(name.id)}'", span=name.span, hint=hint)
-
-
-def _measure(expr: ast.Expr, sizes: dict[str, tuple[int, int]]) -> tuple[int, int]:
-    """(values, bracket depth) of an expression once the `let` names in it are inlined."""
-    if isinstance(expr, ast.Name):
-        return sizes.get(expr.id, (1, 0))
-    children = ast.children(expr)
-    if not children:
-        return (1, 1 if isinstance(expr, (ast.Call, ast.ListV)) else 0)
-    measured = [_measure(c, sizes) for c in children]
-    return 1 + sum(m[0] for m in measured), 1 + max(m[1] for m in measured)
-
-
-def _check_definitions(program: ast.Program) -> None:
-    """Refuse redefinitions, use before definition, self-reference and unknown names, pointing at the name."""
-    defined: dict[str, ast.Let] = {}
-    later = {s.name: s for s in program.statements if isinstance(s, ast.Let)}
-    free = _train_names(program)
-    sizes: dict[str, tuple[int, int]] = {}
-    for stmt in program.statements:
-        value = stmt.value if isinstance(stmt, ast.Let) else stmt
-        is_train = isinstance(stmt, ast.Call) and stmt.func == "train"
-        for name in _names_used(value):
-            if isinstance(stmt, ast.Let) and name.id == stmt.name:
-                raise ArchlangError(f"'{name.id}' is defined in terms of itself", span=name.span,
-                                    hint="a definition can only use names defined before it")
-            if name.id not in defined and name.id in later:
-                raise ArchlangError(f"'{name.id}' is used before its definition on line {later[name.id].span.line}",
-                                    span=name.span, hint="move the `let` above its first use")
-            known = name.id in defined or name.id in known_names()
-            if not known and not is_train and not (isinstance(stmt, ast.Let) and stmt.name in free):
-                raise _unknown_name(name, defined)
-        for call in _calls_in(value):
-            if call.func in defined or call.func in later:
-                raise ArchlangError(f"'{call.func}' is a `let` name, not a layer; it cannot be called",
-                                    span=call.func_span, hint=f"use it as a value: {call.func}")
-        size, depth = _measure(value, sizes)
-        if size > MAX_INLINED or depth > MAX_NESTING:
-            what = f"'{stmt.name}'" if isinstance(stmt, ast.Let) else "the network"
-            problem = (f"grows to more than {MAX_INLINED:,} values" if size > MAX_INLINED
-                       else f"nests brackets more than {MAX_NESTING} deep")
-            raise ArchlangError(f"{what} {problem} once its `let` names are inlined",
-                                span=stmt.name_span if isinstance(stmt, ast.Let) else stmt.span,
-                                hint="use repeat(n, block) instead of repeating a definition")
-        if isinstance(stmt, ast.Let):
-            if stmt.name in defined:
-                raise ArchlangError(f"'{stmt.name}' is already defined on line {defined[stmt.name].span.line}",
-                                    span=stmt.name_span, hint="pick another name")
-            if model_for(stmt.name) is not None or stmt.name in ("train", "true", "false"):
-                raise ArchlangError(f"'{stmt.name}' is a built-in name and cannot be redefined",
-                                    span=stmt.name_span, hint=f"call it e.g. my_{stmt.name}")
-            defined[stmt.name] = stmt
-            sizes[stmt.name] = (size, depth)
+def _inline(call: ast.Call, scope: _Scope) -> ast.Expr:
+    """The body of a called definition with its parameters bound; values are substituted where written."""
+    d = scope.defs[call.func]
+    values = {name: _substitute(value, scope) for name, value in bind(call, d).items()}
+    return _substitute(d.value, replace(scope, env={**scope.env, **values}))
 
 
 def _top_level(program: ast.Program, source: Source) -> tuple[ast.Expr, ast.Call | None]:
-    exprs = [s for s in program.statements if not isinstance(s, ast.Let)]
+    exprs = [s for s in program.statements if not isinstance(s, ast.DEFINITIONS)]
     trains = [e for e in exprs if isinstance(e, ast.Call) and e.func == "train"]
     networks = [e for e in exprs if e not in trains]
     if len(trains) > 1:
@@ -180,7 +118,7 @@ def _top_level(program: ast.Program, source: Source) -> tuple[ast.Expr, ast.Call
 def _all_sets(program: ast.Program) -> list[ast.SetV]:
     sets: list[ast.SetV] = []
     for stmt in program.statements:
-        _sets_in(stmt.value if isinstance(stmt, ast.Let) else stmt, sets)
+        _sets_in(stmt.value if isinstance(stmt, ast.DEFINITIONS) else stmt, sets)
     return sets
 
 
@@ -196,52 +134,63 @@ def sweep_size(program: ast.Program, source: Source) -> tuple[int, Span | None]:
     return size, (sets[0].span if sets else None)
 
 
+def _checked_sets(program: ast.Program, source: Source) -> tuple[ast.Expr, ast.Call | None, list[ast.SetV]]:
+    check_definitions(program)
+    network, train = _top_level(program, source)
+    sets = _all_sets(program)
+    size = 1
+    for s in sets:
+        size *= len(s.items)
+        if size > MAX_SWEEP:
+            raise ArchlangError(f"the sweep has more than {MAX_SWEEP:,} networks", span=s.span,
+                                hint="split it into several specs")
+    return network, train, sets
+
+
+def _bind_statement(stmt: ast.Let | ast.TupleLet, scope: _Scope) -> None:
+    value = _substitute(stmt.value, scope)
+    if isinstance(stmt, ast.Let):
+        scope.env[stmt.name] = value
+        return
+    check_tuple(stmt.names, value)  # a name bound to a set of tuples is only seen here
+    assert isinstance(value, ast.TupleV)
+    scope.env.update(zip(stmt.names, value.items))
+
+
+def _one(program: ast.Program, network: ast.Expr, train: ast.Call | None, sets: list[ast.SetV],
+         combo: tuple[ast.Expr, ...]) -> Resolved:
+    scope = _Scope({id(s): item for s, item in zip(sets, combo)}, {},
+                   {s.name: s for s in program.statements if isinstance(s, ast.Def)})
+    for stmt in program.statements:
+        if isinstance(stmt, (ast.Let, ast.TupleLet)):
+            _bind_statement(stmt, scope)
+    return Resolved(_substitute(network, scope),
+                    _substitute(train, scope) if train else None,  # type: ignore[arg-type]
+                    tuple((s.span, item) for s, item in zip(sets, combo)))
+
+
+def iter_resolved(program: ast.Program, source: Source) -> Iterator[Resolved]:
+    """The concrete programs of a spec one at a time (a sweep's networks need not all be held at once)."""
+    try:
+        network, train, sets = _checked_sets(program, source)
+    except ArchlangError as err:
+        raise err.with_location(source, err.span) from None
+    for combo in itertools.product(*(s.items for s in sets)):
+        try:
+            yield _one(program, network, train, sets, combo)
+        except ArchlangError as err:
+            raise err.with_location(source, err.span) from None
+
+
 def resolve(program: ast.Program, source: Source, expand: bool = True) -> list[Resolved]:
     """All concrete programs of a spec: one unless it holds sets, then their product.
 
     With expand=False only the checks run (definitions, one network, sweep size) and [] is returned.
     """
-    try:
-        _check_definitions(program)
-        network, train = _top_level(program, source)
-        sets = _all_sets(program)
-        size = 1
-        for s in sets:
-            size *= len(s.items)
-            if size > MAX_SWEEP:
-                raise ArchlangError(f"the sweep has more than {MAX_SWEEP:,} networks", span=s.span,
-                                    hint="split it into several specs")
-        if not expand:
-            return []
-        results = []
-        for combo in itertools.product(*(s.items for s in sets)):
-            choice = {id(s): item for s, item in zip(sets, combo)}
-            env: dict[str, ast.Expr] = {}
-            for stmt in program.statements:
-                if isinstance(stmt, ast.Let):
-                    env[stmt.name] = _substitute(stmt.value, choice, env)
-            results.append(Resolved(_substitute(network, choice, env),
-                                    _substitute(train, choice, env) if train else None,  # type: ignore[arg-type]
-                                    tuple((s.span, item) for s, item in zip(sets, combo))))
-        return results
-    except ArchlangError as err:
-        raise err.with_location(source, err.span) from None
-
-
-def canonical(expr: ast.Expr) -> str:
-    """The spec text of an expression, one normal spelling: what `params --json` and run folders record."""
-    if isinstance(expr, ast.Bool):
-        return "true" if expr.value else "false"
-    if isinstance(expr, ast.Str):
-        escaped = expr.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-        return '"' + escaped + '"'
-    if isinstance(expr, (ast.Int, ast.Float)):
-        return repr(expr.value)
-    if isinstance(expr, ast.Name):
-        return expr.id
-    if isinstance(expr, ast.ListV):
-        return "[" + ", ".join(canonical(i) for i in expr.items) + "]"
-    if isinstance(expr, ast.SetV):
-        return "{" + ", ".join(canonical(i) for i in expr.items) + "}"
-    parts = [(f"{a.name}=" if a.name else "") + canonical(a.value) for a in expr.args]
-    return f"{expr.func}(" + ", ".join(parts) + ")"
+    if not expand:
+        try:
+            _checked_sets(program, source)
+        except ArchlangError as err:
+            raise err.with_location(source, err.span) from None
+        return []
+    return list(iter_resolved(program, source))

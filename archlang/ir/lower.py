@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
-from archlang import ast
+from archlang import arith, ast
 from archlang.errors import ArchlangError, Span, did_you_mean, shorten
 from archlang.ir.base import FieldProblem, IRNode
 from archlang.ir.nodes import ALIASES, FAMILY_NAMES, NODE_MODELS, model_for, takes_no_arguments
@@ -132,6 +132,7 @@ def _bind(call: ast.Call, model: type[IRNode], name: str) -> tuple[dict[str, Any
         for field_name, a in zip(order, positional):
             data[field_name] = lower(a.value, symbols_of(model, field_name))
             spans[field_name] = a.span
+            _mark_quotients(a.value, field_name, spans)
     for a in call.keywords:
         assert a.name is not None
         if a.name not in fields or a.name == model.variadic:
@@ -143,7 +144,21 @@ def _bind(call: ast.Call, model: type[IRNode], name: str) -> tuple[dict[str, Any
             raise ArchlangError(f"argument '{a.name}' of {name}() is given {how}", span=a.name_span or a.span)
         data[a.name] = lower(a.value, symbols_of(model, a.name))
         spans[a.name] = a.span
+        _mark_quotients(a.value, a.name, spans)
     return data, spans
+
+
+def _mark_quotients(expr: ast.Expr, key: str, spans: dict[str, Span]) -> None:
+    """Record under "KEY/" the values that came from '/', so a field needing an int can hint at '//'."""
+    value = arith.evaluate(expr)
+    if isinstance(value, ast.Float) and value.quotient:
+        spans[f"{key}/"] = value.span
+    if isinstance(value, ast.ListV):
+        for i, item in enumerate(value.items):
+            _mark_quotients(item, f"{key}.{i}", spans)
+
+
+QUOTIENT_HINT = "'/' always gives a number with a decimal point; '//' divides integers"
 
 
 def _expected_values(error: dict[str, Any]) -> list[str]:
@@ -247,6 +262,9 @@ def _validation_error(err: ValidationError, call: ast.Call, name: str, model: ty
         return ArchlangError(f"{_describe(value)} is not a valid {_field_phrase(model, field)} for {name}()",
                              span=span, hint=hint)
     message, hint = _message(name, _field_phrase(model, field), error, value, _expected_nodes(model, field))
+    key = ".".join(str(part) for part in loc[:2])
+    if error["type"] in ("int_type", "int_from_float") and f"{key}/" in spans:
+        hint = QUOTIENT_HINT
     if error["type"] == "missing":
         hint = f"signature: {_signature(model, name)}"
     return ArchlangError(message, span=span, hint=hint)
@@ -281,6 +299,11 @@ def lower(expr: ast.Expr, symbols: frozenset[str] = frozenset()) -> Any:
         return [lower(i, symbols) for i in expr.items]
     if isinstance(expr, ast.SetV):
         raise ArchlangError("a set {...} cannot be used here", span=expr.span)
+    if isinstance(expr, ast.TupleV):
+        raise ArchlangError("a tuple (...) is not a value", span=expr.span,
+                            hint="tuples bind several names at once: let (depth, k) = {(40, 4), (28, 10)}")
+    if isinstance(expr, (ast.BinOp, ast.Unary)):
+        return lower(arith.evaluate(expr), symbols)
     if isinstance(expr, ast.Name):
         if expr.id in symbols:
             return expr.id
