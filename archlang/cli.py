@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from archlang.errors import ArchlangError, shorten
 
@@ -69,6 +69,14 @@ def _save(compiled, path: Path) -> None:
     print(f"saved {compiled.total_params:,} parameters to {path}", file=sys.stderr)
 
 
+class _Row(NamedTuple):
+    """What `params` keeps of each network of a sweep."""
+
+    canonical: str
+    point: tuple[tuple[str, str], ...]
+    label: str
+
+
 def _params_label(compiled, name: str | None) -> str:
     """A row of `params`: the file's (or shipped spec's) name, with a sweep's values; else the spec text."""
     if name is None:
@@ -78,13 +86,14 @@ def _params_label(compiled, name: str | None) -> str:
 
 def cmd_params(args: argparse.Namespace) -> int:
     from archlang.catalog import label
-    from archlang.compiler import compile_all
+    from archlang.compiler import iter_compiled
     from archlang.infer import round_like_papers
 
     source = _read(args.spec)
-    networks = compile_all(source)
     name = label(source)
-    counts = [(c, c.summary.weights if args.convention == "weights" else c.summary.params) for c in networks]
+    # One network at a time: a sweep keeps only its rows, never every network's summary (issue 10).
+    counts = [(_Row(c.canonical, c.point, _params_label(c, name)),
+               c.summary.weights if args.convention == "weights" else c.summary.params) for c in iter_compiled(source)]
     if args.json:
         rows = [{"spec": c.canonical, "params": n, **({"point": dict(c.point)} if c.point else {})}
                 for c, n in counts]
@@ -98,7 +107,7 @@ def cmd_params(args: argparse.Namespace) -> int:
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("paper style", justify="right", no_wrap=True)
     for c, n in counts:
-        table.add_row(Text(_params_label(c, name)), f"{n:,}", round_like_papers(n))
+        table.add_row(Text(c.label), f"{n:,}", round_like_papers(n))
     _console().print(table)
     return 0
 

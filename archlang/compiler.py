@@ -6,6 +6,7 @@ Nothing here imports torch; `Compiled.build()` does, on demand.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from archlang.ir.base import FieldProblem, IRNode
 from archlang.ir.families import Family
 from archlang.ir.lower import lower, lower_call
 from archlang.parser import parse
-from archlang.sweep import Resolved, canonical, resolve, sweep_size
+from archlang.sweep import Resolved, canonical, iter_resolved, resolve, sweep_size
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,6 +29,9 @@ MAX_BUILD_PARAMS = 2_000_000_000
 # Layers the shape walk visits (repeat(n, b) counts n times b). The papers' deepest spec, ResNet-1202,
 # has under 5,000; the walk costs microseconds a layer, so this bound keeps any spec under a second.
 MAX_LAYERS = 50_000
+# Layers of all the networks of a sweep together (issue 10: 10,000 networks of 48k layers took 45 minutes
+# and ~100 GB). Counting costs ~9 us a layer (measured), so a sweep at this cap takes about 10 s.
+MAX_SWEEP_LAYERS = 1_000_000
 
 
 @dataclass
@@ -194,28 +198,67 @@ def _set_names(program: ast.Program) -> dict[Span, str]:
                 visit(child, name)
 
     for stmt in program.statements:
-        visit(stmt.value, stmt.name) if isinstance(stmt, ast.Let) else visit(stmt, "network")
+        if isinstance(stmt, ast.TupleLet):
+            visit(stmt.value, "(" + ", ".join(stmt.names) + ")")
+        elif isinstance(stmt, (ast.Let, ast.Def)):
+            visit(stmt.value, stmt.name)
+            for param in stmt.params if isinstance(stmt, ast.Def) else ():
+                if param.default is not None:
+                    visit(param.default, param.name)
+        else:
+            visit(stmt, "network")
     return names
 
 
-def _compile_resolved(source: Source, resolved: Resolved, set_names: dict[Span, str]) -> Compiled:
+def _compile_resolved(source: Source, resolved: Resolved, set_names: dict[Span, str]) -> tuple[Compiled, int]:
+    """The compiled network and how many layers its shape walk visited."""
     spec = lower(resolved.network)
     if not isinstance(spec, IRNode):
         raise ArchlangError("the network expression is a value, not a network", span=resolved.network.span,
                             hint="e.g. wrn(depth=28, k=10)")
     network = _expand(spec)
-    _layer_count(network)
+    layers = _layer_count(network)
     summary = infer.summarize(network)
     train_args, train_spans = _train_clause(resolved.train)
     point = tuple((set_names.get(span, "?"), canonical(value)) for span, value in resolved.choices)
-    return Compiled(source, canonical(resolved.network), spec, network, summary, train_args, train_spans, point)
+    return Compiled(source, canonical(resolved.network), spec, network, summary, train_args, train_spans,
+                    point), layers
 
 
-def _compile_program(source: Source, program: ast.Program) -> list[Compiled]:
+def _check_sweep_work(done: int, last: int, left: int, networks: int, first_set: Span | None) -> None:
+    """Refuse a sweep whose layers in all, estimated from the networks counted so far, pass the cap."""
+    estimate = done + last * left
+    if networks > 1 and estimate > MAX_SWEEP_LAYERS:
+        about = "" if left == 0 else "about "
+        raise ArchlangError(f"the sweep's {networks:,} networks have {about}{estimate:,} layers in all, more than "
+                            f"the {MAX_SWEEP_LAYERS:,} archlang counts in one sweep", span=first_set,
+                            hint="split it into several specs, or sweep fewer or smaller networks")
+
+
+def iter_compiled(spec: str | os.PathLike[str] | Source, filename: str = "<inline>") -> Iterator[Compiled]:
+    """Every network of a spec, one at a time: a sweep's summaries need not all be held at once.
+
+    The sweep's total work is estimated from its first network, before the others are expanded.
+    """
+    from archlang.schema import looks_like_ir_json
+
+    source = as_source(spec, filename)
+    if looks_like_ir_json(source.text):
+        return iter([_compile_ir(source)])
+    return _iter_program(source, parse(source))
+
+
+def _iter_program(source: Source, program: ast.Program) -> Iterator[Compiled]:
     try:
         _check_lets(program)
         names = _set_names(program)
-        return [_compile_resolved(source, r, names) for r in resolve(program, source)]
+        networks, first_set = sweep_size(program, source)
+        done = 0
+        for i, resolved in enumerate(iter_resolved(program, source)):
+            compiled, layers = _compile_resolved(source, resolved, names)
+            done += layers
+            _check_sweep_work(done, layers, networks - i - 1, networks, first_set)
+            yield compiled
     except ArchlangError as err:
         raise err.with_location(source, err.span) from None
 
@@ -255,12 +298,7 @@ def as_source(spec: str | os.PathLike[str] | Source, filename: str = "<inline>")
 
 def compile_all(spec: str | os.PathLike[str] | Source, filename: str = "<inline>") -> list[Compiled]:
     """Every network of a spec (one, or one per combination of a sweep); IR JSON is one network."""
-    from archlang.schema import looks_like_ir_json
-
-    source = as_source(spec, filename)
-    if looks_like_ir_json(source.text):
-        return [_compile_ir(source)]
-    return _compile_program(source, parse(source))
+    return list(iter_compiled(spec, filename))
 
 
 def compile_spec(spec: str | os.PathLike[str] | Source, filename: str = "<inline>") -> Compiled:
@@ -277,4 +315,4 @@ def compile_spec(spec: str | os.PathLike[str] | Source, filename: str = "<inline
         raise ArchlangError(f"this spec is a sweep of {size:,} networks; compile and train take one",
                             source=source, span=first_set,
                             hint="use `archlang params` for sweeps, or pick one value from the set")
-    return _compile_program(source, program)[0]
+    return next(_iter_program(source, program))

@@ -136,3 +136,48 @@ def test_absurd_networks_are_counted_but_never_allocated(spec: str, monkeypatch:
     assert info.value.message == (f"the network has {compiled.total_params:,} parameters, more than the "
                                   f"{compiler.MAX_BUILD_PARAMS:,} archlang will allocate")
     assert info.value.render().startswith("<inline>:1:1: error: the network has ")
+
+
+def _params_in_child(spec: str) -> tuple[int, str, str, int]:
+    """`archlang params SPEC --json` in a fresh interpreter: (exit code, stdout, stderr, its own peak RSS in KiB)."""
+    import subprocess
+    import sys
+
+    probe = ("import resource, sys\nfrom archlang.cli import main\ncode = main(['params', sys.argv[1], '--json'])\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", probe, spec], check=False, capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])
+    *message, rss = done.stderr.rstrip("\n").split("\n")
+    return done.returncode, done.stdout, "\n".join(message), int(rss)
+
+
+# Issue 10's attack: an ~870-character sweep of 10,000 networks of ~49k layers each (it took 45 minutes and
+# ~100 GB before the cap on a sweep's layers in all).
+HUGE_SWEEP = ("let a = {" + ", ".join(str(i) for i in range(100)) + "}\nlet b = {"
+              + ", ".join(str(i) for i in range(100)) + "}\n"
+              "seq(input(4, 4, 4), repeat(7000 + a + b, seq(relu, relu, relu, relu, relu, relu)), gap, linear(2))")
+
+
+def test_a_sweep_too_large_in_all_is_refused_from_its_first_network():
+    start = time.monotonic()
+    code, out, err, rss = _params_in_child(HUGE_SWEEP)
+    assert code == 2 and out == ""
+    lines = err.split("\n")
+    assert lines[0] == ("<inline>:1:9: error: the sweep's 10,000 networks have about 490,050,000 layers in all, "
+                        "more than the 1,000,000 archlang counts in one sweep")
+    assert lines[-1] == "hint: split it into several specs, or sweep fewer or smaller networks"
+    assert time.monotonic() - start < 20
+    assert rss < 200 * 1024, f"peak RSS {rss // 1024} MiB"
+
+
+def test_params_of_a_sweep_keeps_one_network_at_a_time():
+    """30 networks of 3,000 layers: holding every summary took 17 MiB more than one network (measured); rows stream."""
+    spec = ("let w = {" + ", ".join(str(i) for i in range(1, 31)) + "}\n"
+            "seq(input(4, 4, 4), repeat(1000, seq(conv(w, kernel=1), relu)), gap, linear(2))")
+    code, out, err, rss = _params_in_child(spec)
+    assert code == 0, err
+    rows = yaml.safe_load(out)
+    # conv 4->w, 999 convs w->w (1x1, no bias), linear w->2 with bias
+    assert [row["params"] for row in rows] == [4 * w + 999 * w * w + 2 * w + 2 for w in range(1, 31)]
+    baseline = _params_in_child("wrn(16, 1)")[3]
+    assert rss - baseline < 8 * 1024, f"peak RSS {rss // 1024} MiB, {baseline // 1024} MiB for one small network"
