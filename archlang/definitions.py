@@ -8,6 +8,8 @@ name were inlined, so a definition that doubles with each line is refused before
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from archlang import ast
 from archlang.errors import ArchlangError, Span, did_you_mean, shorten
 from archlang.ir.lower import PYTHON_HINT, PYTHON_NAMES, known_names
@@ -168,42 +170,55 @@ def _check_static_tuples(stmt: ast.TupleLet) -> None:
         check_tuple(stmt.names, stmt.value)
 
 
+@dataclass(frozen=True)
+class _Measure:
+    """An expression once every definition in it is inlined: values, bracket depth, and how many
+    times the parameters of the definition being measured occur in it (0 outside a definition)."""
+
+    size: int
+    depth: int
+    uses: int = 0
+
+
 class _Sizes:
-    """(values, bracket depth) of expressions as if every definition in them were inlined."""
+    """Upper bounds on the size of expressions as if every definition in them were inlined."""
 
     def __init__(self) -> None:
-        self.names: dict[str, tuple[int, int]] = {}
-        # A definition's body measured with each parameter as one value, and how often parameters appear.
-        self.bodies: dict[str, tuple[int, int, int]] = {}
+        self.names: dict[str, _Measure] = {}
+        # A definition's body (parameters as one value each, their inlined uses) and its defaults' sizes.
+        self.bodies: dict[str, tuple[_Measure, _Measure]] = {}
 
-    def measure(self, expr: ast.Expr) -> tuple[int, int]:
+    def measure(self, expr: ast.Expr, params: frozenset[str] = frozenset()) -> _Measure:
         if isinstance(expr, ast.Name):
-            return self.names.get(expr.id, (1, 0))
-        children = ast.children(expr)
-        measured = [self.measure(c) for c in children]
-        args = sum(m[0] for m in measured), max((m[1] for m in measured), default=0)
+            return _Measure(1, 0, 1) if expr.id in params else self.names.get(expr.id, _Measure(1, 0))
+        children = [self.measure(c, params) for c in ast.children(expr)]
+        size, uses = sum(m.size for m in children), sum(m.uses for m in children)
+        depth = max((m.depth for m in children), default=0)
         if isinstance(expr, ast.Call) and expr.func in self.bodies:
-            size, depth, uses = self.bodies[expr.func]
-            return size + uses * args[0], depth + args[1]
+            # Every use of a parameter in the body may receive any argument (or default): a bound, not a count.
+            body, defaults = self.bodies[expr.func]
+            return _Measure(body.size + body.uses * (size + defaults.size), body.depth + max(depth, defaults.depth),
+                            body.uses * (uses + defaults.uses))
         if not children:
-            return (1, 1 if isinstance(expr, (ast.Call, ast.ListV)) else 0)
-        return 1 + args[0], 1 + args[1]
+            return _Measure(1, 1 if isinstance(expr, (ast.Call, ast.ListV)) else 0)
+        return _Measure(1 + size, 1 + depth, uses)
 
-    def add(self, stmt: Definition) -> tuple[int, int]:
-        size, depth = self.measure(stmt.value)
+    def add(self, stmt: Definition) -> _Measure:
         if isinstance(stmt, ast.Def):
-            params = {p.name for p in stmt.params}
-            uses = sum(n.id in params for n in names_used(stmt.value))
-            defaults = [self.measure(p.default) for p in stmt.params if p.default is not None]
-            self.bodies[stmt.name] = (size, depth, uses)
-            size += uses * sum(m[0] for m in defaults)
-            depth += max((m[1] for m in defaults), default=0)
+            body = self.measure(stmt.value, frozenset(p.name for p in stmt.params))
+            given = [self.measure(p.default) for p in stmt.params if p.default is not None]
+            defaults = _Measure(sum(m.size for m in given), max((m.depth for m in given), default=0))
+            self.bodies[stmt.name] = (body, defaults)
+            bare = self.measure(ast.Call(stmt.name, (), stmt.span, stmt.name_span))
+        else:
+            bare = self.measure(stmt.value)
         for name in bound_names(stmt):
-            self.names[name] = (size, depth)
-        return size, depth
+            self.names[name] = bare
+        return bare
 
 
-def _check_size(stmt: Definition | ast.Expr, size: int, depth: int) -> None:
+def _check_size(stmt: Definition | ast.Expr, measured: _Measure) -> None:
+    size, depth = measured.size, measured.depth
     if size > MAX_INLINED or depth > MAX_NESTING:
         what = f"'{bound_names(stmt)[0]}'" if isinstance(stmt, ast.DEFINITIONS) else "the network"
         problem = (f"grows to more than {MAX_INLINED:,} values" if size > MAX_INLINED
@@ -240,14 +255,12 @@ def _check_uses(stmt: Definition | ast.Expr, defined: dict[str, Definition], own
             continue
         _check_reference(name, span, stmt, defined, owners)
     for expr in _exprs(stmt):
+        in_body = isinstance(stmt, ast.DEFINITIONS) and expr is stmt.value
         for n in names_used(expr):
-            target = defined.get(n.id)
-            if isinstance(target, ast.Def) and any(p.default is None for p in target.params):
-                raise ArchlangError(f"'{n.id}' needs arguments here", span=n.span,
-                                    hint=f"signature: {target.signature()}")
-            known = n.id in defined or n.id in known_names() or (n.id in params and expr is stmt.value)
-            if not known and not is_train and not is_free:
-                raise _unknown_name(n.id, n.span, [*defined, *params])
+            if n.id in params and not in_body:
+                raise ArchlangError(f"a default cannot use the parameter '{n.id}'", span=n.span,
+                                    hint="a default is a value, or a name defined before the definition")
+            _check_name(n, defined, params, is_train or is_free)
         for call in calls_in(expr):
             target = defined.get(call.func)
             if isinstance(target, ast.Def):
@@ -256,6 +269,15 @@ def _check_uses(stmt: Definition | ast.Expr, defined: dict[str, Definition], own
                 what = "a parameter" if call.func in params else "a `let` name"
                 raise ArchlangError(f"'{call.func}' is {what}, not a layer; it cannot be called",
                                     span=call.func_span, hint=f"use it as a value: {call.func}")
+
+
+def _check_name(n: ast.Name, defined: dict[str, Definition], params: set[str], free: bool) -> None:
+    target = defined.get(n.id)
+    if isinstance(target, ast.Def) and any(p.default is None for p in target.params):
+        raise ArchlangError(f"'{n.id}' needs arguments here", span=n.span, hint=f"signature: {target.signature()}")
+    known = n.id in defined or n.id in known_names() or n.id in params
+    if not known and not free:
+        raise _unknown_name(n.id, n.span, [*defined, *params])
 
 
 def _register(stmt: Definition, defined: dict[str, Definition]) -> None:
@@ -286,7 +308,7 @@ def check_definitions(program: ast.Program) -> None:
             _check_static_tuples(stmt)
         _check_uses(stmt, defined, owners, free)
         if isinstance(stmt, ast.DEFINITIONS):
-            _check_size(stmt, *sizes.add(stmt))
+            _check_size(stmt, sizes.add(stmt))
             _register(stmt, defined)
         else:
-            _check_size(stmt, *sizes.measure(stmt))
+            _check_size(stmt, sizes.measure(stmt))

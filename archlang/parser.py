@@ -326,6 +326,31 @@ def _end_error(source: Source, expected: set[str]) -> ArchlangError:
 _VALUE_STARTS = {"NAME", "INT_LIT", "FLOAT_LIT", "STRING", "TRUE", "FALSE", "LSQB", "LBRACE"}
 
 
+def _closer_hint(text: str, start: int, closer: str, stack: list[tuple[str, int]]) -> str | None:
+    """Why a ')', ']' or '}' cannot come here."""
+    prev = _before(text, start)
+    if not stack:
+        return f"this {closer!r} has no {_OPENER[closer]!r} to close"
+    if _CLOSER[stack[-1][0]] != closer:
+        opener, at = stack[-1]
+        return f"the {opener!r} at {_where(text, at)} is still open; close it with {_CLOSER[opener]!r} first"
+    if prev == "=":
+        return "a value is missing after '='"
+    if prev == "{":
+        return "a set {...} needs at least one value"
+    if prev == "(" and closer == ")":
+        return "parentheses need a value inside, e.g. (depth - 4) // 6"
+    if re.search(r"(?<![A-Za-z_0-9])let\s*\(\s*[A-Za-z_][A-Za-z_0-9]*\s*$", text[:start]):
+        return "a tuple let names two or more values; for one, write let name = value"
+    return None
+
+
+def _follows_name(text: str, pos: int) -> bool:
+    """Whether the '(' at `pos` opens a call's arguments (rather than parentheses or a tuple)."""
+    before = text[:pos].rstrip()
+    return bool(before) and (before[-1].isalnum() or before[-1] == "_")
+
+
 def _token_error(source: Source, err: UnexpectedToken) -> ArchlangError:
     text = source.text
     tok: Token = err.token
@@ -339,17 +364,11 @@ def _token_error(source: Source, err: UnexpectedToken) -> ArchlangError:
     just_before = text[start - 1] if start > 0 else ""
     stack = _open_brackets(text, start)
     kind, value = tok.type, str(tok)
-    if kind in ("RPAR", "RSQB", "RBRACE"):
-        closer = value
-        if not stack:
-            hint = f"this {closer!r} has no {_OPENER[closer]!r} to close"
-        elif _CLOSER[stack[-1][0]] != closer:
-            opener, at = stack[-1]
-            hint = f"the {opener!r} at {_where(text, at)} is still open; close it with {_CLOSER[opener]!r} first"
-        elif prev == "=":
-            hint = "a value is missing after '='"
-        elif prev == "{":
-            hint = "a set {...} needs at least one value"
+    if kind in ("COMMA", "RPAR", "RSQB", "RBRACE") and prev and prev in "+-*/%":
+        op = "//" if text[:start].rstrip().endswith("//") else prev
+        hint = f"a value is missing after '{op}'"
+    elif kind in ("RPAR", "RSQB", "RBRACE"):
+        hint = _closer_hint(text, start, value, stack) or hint
     elif kind == "COMMA":
         if prev == ",":
             hint = "two commas in a row: a value is missing between them"
@@ -364,6 +383,8 @@ def _token_error(source: Source, err: UnexpectedToken) -> ArchlangError:
             hint = "definitions are written `let name = value`"
         elif stack[-1][0] != "(":
             hint = "lists and sets hold plain values, not name=value pairs"
+        elif not _follows_name(text, stack[-1][1]):
+            hint = f"the '(' at {_where(text, stack[-1][1])} is still open; close it with ')' first"
         else:
             hint = "a keyword argument needs a plain name before '='"
     elif kind == "NAME" and re.search(r"(?<![A-Za-z_0-9])let\s*$", text[:start]):

@@ -55,6 +55,9 @@ class _Scope:
     choice: dict[int, ast.Expr]
     env: dict[str, ast.Expr]
     defs: dict[str, ast.Def]
+    # The parameters of the definition being inlined: an argument written as one of them is reported
+    # where the call gave its value, not inside the body every call shares.
+    params: frozenset[str] = frozenset()
 
 
 def _substitute(expr: ast.Expr, scope: _Scope) -> ast.Expr:
@@ -76,16 +79,22 @@ def _substitute(expr: ast.Expr, scope: _Scope) -> ast.Expr:
     if isinstance(expr, ast.Call):
         if expr.func in scope.defs:
             return _inline(expr, scope)
-        args = tuple(replace(a, value=_substitute(a.value, scope)) for a in expr.args)
-        return replace(expr, args=args)
+        return replace(expr, args=tuple(_substitute_arg(a, scope) for a in expr.args))
     return expr
+
+
+def _substitute_arg(arg: ast.Arg, scope: _Scope) -> ast.Arg:
+    value = _substitute(arg.value, scope)
+    if isinstance(arg.value, ast.Name) and arg.value.id in scope.params:
+        return replace(arg, value=value, span=value.span)
+    return replace(arg, value=value)
 
 
 def _inline(call: ast.Call, scope: _Scope) -> ast.Expr:
     """The body of a called definition with its parameters bound; values are substituted where written."""
     d = scope.defs[call.func]
     values = {name: _substitute(value, scope) for name, value in bind(call, d).items()}
-    return _substitute(d.value, replace(scope, env={**scope.env, **values}))
+    return _substitute(d.value, replace(scope, env={**scope.env, **values}, params=frozenset(values)))
 
 
 def _top_level(program: ast.Program, source: Source) -> tuple[ast.Expr, ast.Call | None]:

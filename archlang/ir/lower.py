@@ -119,6 +119,7 @@ def _bind(call: ast.Call, model: type[IRNode], name: str) -> tuple[dict[str, Any
         data[model.variadic] = [lower(a.value, symbols_of(model, model.variadic)) for a in positional]
         for i, a in enumerate(positional):
             spans[f"{model.variadic}.{i}"] = a.span
+            _mark_quotients(a.value, f"{model.variadic}.{i}", spans)
         if positional:
             spans[model.variadic] = positional[0].span
     else:
