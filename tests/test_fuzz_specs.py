@@ -47,6 +47,12 @@ INLINE_SEEDS = [
      "residual(seq(conv(32, stride=2), bn), shortcut=projection, post=relu), global_avgpool, linear(10))"),
     "seq(input(3, 32, 32), conv(16), residual(conv(32, stride=2), shortcut=zeropad), gap, linear(10))",
     "wrn(depth=16, k=1, input=[3, 64, 64], width=8)",
+    # Arithmetic, parameterised definitions and paired sweeps (issue 11).
+    "let k = 4\nlet d = 6 * 2 + 4\nwrn(depth=d, k=k // 2, dropout=3 / 10, width=16 * (k - 3) % 17)",
+    ("let unit(w, stride=1, shortcut=auto) = residual(seq(conv(w, stride=stride), bn, relu, conv(w), bn), "
+     "shortcut=shortcut, post=relu)\nlet stem(w=16) = seq(conv(w), bn, relu)\n"
+     "seq(input(3, 32, 32), stem, repeat(2, unit(16)), unit(2 * 16, stride=2, shortcut=zeropad), gap, linear(-(-10)))"),
+    "let (d, k) = (28 - 12, 10 - 6)\nlet b(l=3) = gated(B(l, l))\nwrn(depth=d, k=k, block=b)",
 ]
 
 EXTRA_TOKENS = [
@@ -54,6 +60,7 @@ EXTRA_TOKENS = [
     "0", "-1", "1.5", "1e400", "1000000000", "99999999999999999999999999999999999999", "10000", "2001",
     "nan", "x", "relu", "wrn", "seq(", "input(", "repeat(10000,", "gated(", "B(3,3)", "{16, 22}", "[3, 32, 32]",
     '"/etc/passwd"', '"\\x"', "__import__", "\\", "\x00", "\u2028", "\u00e9", ";", ":", "@",
+    "+", "*", "/", "//", "%", "(", "let f(w) =", "f(16)", "let (a, b) =", "{(40, 4), (16, 8)}", "(1, 2)", "0",
 ]
 
 _COMMENT_LINE = re.compile(r"^\s*#.*\n?", re.MULTILINE)
