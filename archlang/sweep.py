@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from archlang import arith, ast
@@ -133,10 +134,8 @@ def _all_sets(program: ast.Program) -> list[ast.SetV]:
 
 def sweep_size(program: ast.Program, source: Source) -> tuple[int, Span | None]:
     """How many networks a spec stands for (without building them), and where its first set is."""
-    try:
+    with _located(source):
         sets = _all_sets(program)
-    except ArchlangError as err:
-        raise err.with_location(source, err.span) from None
     size = 1
     for s in sets:
         size *= len(s.items)
@@ -178,17 +177,23 @@ def _one(program: ast.Program, network: ast.Expr, train: ast.Call | None, sets: 
                     tuple((s.span, item) for s, item in zip(sets, combo)))
 
 
-def iter_resolved(program: ast.Program, source: Source) -> Iterator[Resolved]:
-    """The concrete programs of a spec one at a time (a sweep's networks need not all be held at once)."""
+@contextmanager
+def _located(source: Source) -> Iterator[None]:
+    """Errors raised on the AST know their span, not the source: attach it."""
     try:
-        network, train, sets = _checked_sets(program, source)
+        yield
     except ArchlangError as err:
         raise err.with_location(source, err.span) from None
+
+
+def iter_resolved(program: ast.Program, source: Source) -> Iterator[Resolved]:
+    """The concrete programs of a spec one at a time (a sweep's networks need not all be held at once)."""
+    with _located(source):
+        network, train, sets = _checked_sets(program, source)
     for combo in itertools.product(*(s.items for s in sets)):
-        try:
-            yield _one(program, network, train, sets, combo)
-        except ArchlangError as err:
-            raise err.with_location(source, err.span) from None
+        with _located(source):
+            resolved = _one(program, network, train, sets, combo)
+        yield resolved
 
 
 def resolve(program: ast.Program, source: Source, expand: bool = True) -> list[Resolved]:
@@ -197,9 +202,7 @@ def resolve(program: ast.Program, source: Source, expand: bool = True) -> list[R
     With expand=False only the checks run (definitions, one network, sweep size) and [] is returned.
     """
     if not expand:
-        try:
+        with _located(source):
             _checked_sets(program, source)
-        except ArchlangError as err:
-            raise err.with_location(source, err.span) from None
         return []
     return list(iter_resolved(program, source))
