@@ -232,6 +232,7 @@ def _check_limits(source: Source) -> None:
                             source=source, span=_point_at(text, MAX_SPEC_BYTES),
                             hint="a spec is a few lines of text; is this the right file?")
     depth = tokens = 0
+    operators = [0]  # operators in the expression being written, per open bracket
     for m in _SCAN.finditer(text):
         ch = m.group()
         if ch[0] == "#":
@@ -243,12 +244,32 @@ def _check_limits(source: Source) -> None:
                                 hint="write repeated layers as repeat(n, block) and name parts with `let`")
         if ch in _CLOSER:
             depth += 1
+            operators.append(0)
             if depth > MAX_NESTING:
                 raise ArchlangError(f"brackets nested more than {MAX_NESTING} deep", source=source,
                                     span=_point_at(text, m.start()),
                                     hint="use `let` definitions or repeat(n, block) instead of deep nesting")
         elif ch in _OPENER:
             depth = max(0, depth - 1)
+            operators = operators[:-1] or [0]
+        elif ch in (",", "="):
+            operators[-1] = 0
+        else:
+            _check_operators(source, m, operators, depth)
+
+
+# An operator inside a word-like match of _SCAN (`1+1`, `-3`), not the sign of an exponent (`1e-3`).
+_OPERATOR = re.compile(r"(?<![eE])[+-]|(?<=[eE])[+-](?![0-9])|[*/%]")
+
+
+def _check_operators(source: Source, m: re.Match[str], operators: list[int], depth: int) -> None:
+    """Each operator nests its operands one level deeper in the tree: bound operators and brackets together."""
+    for op in _OPERATOR.finditer(m.group()):
+        operators[-1] += 1
+        if depth + sum(operators) > MAX_NESTING:
+            raise ArchlangError(f"an expression nests more than {MAX_NESTING} deep (operators and brackets)",
+                                source=source, span=_point_at(source.text, m.start() + op.start()),
+                                hint="name parts of it with `let`")
 
 
 def _expected_phrase(expected: set[str]) -> str:
