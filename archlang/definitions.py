@@ -31,7 +31,7 @@ def _name_spans(stmt: Definition) -> tuple[Span, ...]:
     return stmt.name_spans if isinstance(stmt, ast.TupleLet) else (stmt.name_span,)
 
 
-def _exprs(stmt: Definition | ast.Expr) -> list[ast.Expr]:
+def statement_exprs(stmt: Definition | ast.Expr) -> list[ast.Expr]:
     """What a statement's names refer to: its value, and a definition's defaults."""
     if isinstance(stmt, ast.Def):
         return [stmt.value] + [p.default for p in stmt.params if p.default is not None]
@@ -52,7 +52,7 @@ def names_used(expr: ast.Expr) -> list[ast.Name]:
 def _references(stmt: Definition | ast.Expr) -> list[tuple[str, Span]]:
     """Every name a statement uses, as a value or as a called definition, in source order."""
     found = []
-    for expr in _exprs(stmt):
+    for expr in statement_exprs(stmt):
         found += [(n.id, n.span) for n in names_used(expr)] + [(c.func, c.func_span) for c in calls_in(expr)]
     return sorted(found, key=lambda item: item[1].start_pos)
 
@@ -254,7 +254,7 @@ def _check_uses(stmt: Definition | ast.Expr, defined: dict[str, Definition], own
         if name in params:
             continue
         _check_reference(name, span, stmt, defined, owners)
-    for expr in _exprs(stmt):
+    for expr in statement_exprs(stmt):
         in_body = isinstance(stmt, ast.DEFINITIONS) and expr is stmt.value
         for n in names_used(expr):
             if n.id in params and not in_body:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from archlang import arith, ast
 from archlang.ast import canonical
-from archlang.definitions import MAX_INLINED, bind, check_definitions, check_tuple
+from archlang.definitions import MAX_INLINED, bind, check_definitions, check_tuple, statement_exprs
 from archlang.errors import ArchlangError, Source, Span, shorten
 from archlang.parser import end_span
 
@@ -128,7 +128,8 @@ def _top_level(program: ast.Program, source: Source) -> tuple[ast.Expr, ast.Call
 def _all_sets(program: ast.Program) -> list[ast.SetV]:
     sets: list[ast.SetV] = []
     for stmt in program.statements:
-        _sets_in(stmt.value if isinstance(stmt, ast.DEFINITIONS) else stmt, sets)
+        for expr in statement_exprs(stmt):  # a definition's defaults may hold sets too
+            _sets_in(expr, sets)
     return sets
 
 

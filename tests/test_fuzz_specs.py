@@ -53,6 +53,7 @@ INLINE_SEEDS = [
      "shortcut=shortcut, post=relu)\nlet stem(w=16) = seq(conv(w), bn, relu)\n"
      "seq(input(3, 32, 32), stem, repeat(2, unit(16)), unit(2 * 16, stride=2, shortcut=zeropad), gap, linear(-(-10)))"),
     "let (d, k) = (28 - 12, 10 - 6)\nlet b(l=3) = gated(B(l, l))\nwrn(depth=d, k=k, block=b)",
+    "let (d, k) = {(40, 4)}\nlet f(w={16}, p=0.5) = seq(linear(w), dropout(p / 2))\nseq(input(d), f, f(k * 2), linear(10))",
 ]
 
 EXTRA_TOKENS = [

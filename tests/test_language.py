@@ -192,3 +192,8 @@ def test_paired_sweep_bound_through_a_name_checks_each_tuple():
         archlang.sweep_params("let pairs = {(40, 4), (16, 8, 2)}\nlet (d, k) = pairs\nwrn(depth=d, k=k)")
     assert info.value.message == "this tuple has 3 values; (d, k) takes 2"
     assert info.value.span.column == 23
+
+
+def test_a_set_in_a_default_is_a_dimension_of_the_sweep():
+    counts = archlang.sweep_params("let f(w={16, 32}) = conv(w, kernel=1)\nseq(input(3, 8, 8), f, gap, linear(10))")
+    assert [n for _, n in counts] == [3 * 16 + 16 * 10 + 10, 3 * 32 + 32 * 10 + 10]
