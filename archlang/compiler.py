@@ -220,9 +220,21 @@ def _compile_resolved(source: Source, resolved: Resolved, set_names: dict[Span, 
     layers = _layer_count(network)
     summary = infer.summarize(network)
     train_args, train_spans = _train_clause(resolved.train)
-    point = tuple((set_names.get(span, "?"), canonical(value)) for span, value in resolved.choices)
     return Compiled(source, canonical(resolved.network), spec, network, summary, train_args, train_spans,
-                    point), layers
+                    _point(resolved, set_names)), layers
+
+
+def _point(resolved: Resolved, set_names: dict[Span, str]) -> tuple[tuple[str, str], ...]:
+    """(name, value) per set; a paired set `let (d, k) = {(16, 8), ...}` gives d and k one each."""
+    point: list[tuple[str, str]] = []
+    for span, value in resolved.choices:
+        name = set_names.get(span, "?")
+        names = name[1:-1].split(", ") if name.startswith("(") else [name]
+        if isinstance(value, ast.TupleV) and len(value.items) == len(names) > 1:
+            point += [(n, canonical(v)) for n, v in zip(names, value.items)]
+        else:
+            point.append((name, canonical(value)))
+    return tuple(point)
 
 
 def _check_sweep_work(done: int, last: int, left: int, networks: int, first_set: Span | None) -> None:

@@ -92,6 +92,8 @@ def test_python_api_takes_text_paths_and_names():
     assert archlang.count_params("archlang/specs/wrn/wrn-40-4.arch") == 8_949_210
     assert archlang.count_params("wrn(depth=40, k=4)") == 8_949_210
     assert [c.point_text for c in archlang.compile_all("wrn(depth={16, 22}, k=1)")] == ["depth=16", "depth=22"]
+    paired = archlang.compile_all("let (d, k) = {(16, 8), (28, 10)}\nwrn(depth=d, k=k)")
+    assert [c.point_text for c in paired] == ["d=16,k=8", "d=28,k=10"]  # a paired set names each value
 
 
 def test_list_filters_by_wildcard(capsys):
