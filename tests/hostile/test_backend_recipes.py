@@ -211,7 +211,8 @@ def test_recipe_bn_momentum_contradicts_the_spec(capsys: pytest.CaptureFixture[s
     assert rc == 2 and err == (
         "<inline>:1:33: error: the recipe's bn_momentum 0.1 contradicts this bn(momentum=0.5)\n"
         f"   1 | {spec}\n" + " " * 39 + "^" * 12 + "\n"
-        f"hint: the recipe sets it at {recipe}:26:1: bn_momentum: 0.1; remove one of the two or make them agree "
+        f"hint: the recipe sets it at {recipe}:35:1: bn_momentum: 0.1            # [GR] \"Batch Normalization's "
+        "momentum is set to 0.9\" (Keras terms) =...; remove one of the two or make them agree "
         "(--set bn_momentum=0.5)")
     rc, err = _train(capsys, tmp_path, "--recipe", "gated-cifar-wrn", "--set", "bn_momentum=0.3", spec=spec)
     assert rc == 2 and err.splitlines()[-1] == ("hint: the recipe sets it at --set bn_momentum; remove one of the "
