@@ -84,11 +84,15 @@ class Compiled:
     def total_params(self) -> int:
         return self.summary.params
 
-    def build(self) -> nn.Module:
+    def build(self, batch: int = 1, training: bool = False, device: Any = "cpu") -> nn.Module:
+        """The module; refused first if it cannot fit on `device` at `batch` (see infer.memory_estimate)."""
         self.check_buildable()
         from archlang.build import build
 
-        return build(self.network)
+        try:
+            return build(self.network, batch=batch, training=training, device=device, summary=self.summary)
+        except ArchlangError as err:
+            raise err.with_location(self.source, self.spec.span) from None
 
     def check_buildable(self) -> None:
         """Refuse, from the IR count alone, a network too large to allocate."""

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator
 
 from archlang.ir.base import FieldProblem, IRNode
 
-if TYPE_CHECKING:  # the unions are built in nodes.py, which rebuilds these models with them
-    from archlang.ir.nodes import AnyNode, CoreNode
+# Containers hold `CoreNode` (the union at the end of this file); gated(...) may also wrap a family, so it
+# holds `AnyNode`, which archlang.ir.nodes builds with the family registry and uses to complete these
+# models. This file imports no other node file.
 
 PosInt = Annotated[int, Field(gt=0, le=1_000_000)]
 NonNegInt = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -43,11 +44,19 @@ class Conv(IRNode):
     stride: PosInt = 1
     padding: NonNegInt | None = None
     bias: bool = False
-    doc: ClassVar[str] = "2-D convolution; padding defaults to kernel//2 ('same' at stride 1)"
+    groups: PosInt = 1
+    dilation: Annotated[int, Field(gt=0, le=64)] = 1
+    doc: ClassVar[str] = ("2-D convolution; padding defaults to dilation*(kernel//2) ('same' at stride 1); "
+                          "groups=C_in is depthwise")
 
     @property
     def pad(self) -> int:
-        return self.kernel // 2 if self.padding is None else self.padding
+        return self.dilation * (self.kernel // 2) if self.padding is None else self.padding
+
+    @property
+    def reach(self) -> int:
+        """The pixels one output sees along each axis: the dilated kernel."""
+        return self.dilation * (self.kernel - 1) + 1
 
 
 class Linear(IRNode):
@@ -66,6 +75,11 @@ class BatchNorm(IRNode):
 
 class ReLU(IRNode):
     kind: Literal["relu"] = "relu"
+
+
+class ReLU6(IRNode):
+    kind: Literal["relu6"] = "relu6"
+    doc: ClassVar[str] = "min(max(x, 0), 6) (MobileNetV2)"
 
 
 class Tanh(IRNode):
@@ -122,6 +136,12 @@ class GlobalAvgPool(IRNode):
     doc: ClassVar[str] = "average over all spatial positions, giving a flat vector"
 
 
+class AdaptiveAvgPool(IRNode):
+    kind: Literal["adaptive_avgpool"] = "adaptive_avgpool"
+    size: PosInt = 1
+    doc: ClassVar[str] = "average pooling to a size x size output whatever the input size (torchvision's heads)"
+
+
 class Seq(IRNode):
     kind: Literal["seq"] = "seq"
     items: list[CoreNode]
@@ -133,6 +153,34 @@ class Repeat(IRNode):
     n: RepeatCount
     block: CoreNode
     doc: ClassVar[str] = "n copies of a block, each with its own weights"
+
+
+class Concat(IRNode):
+    kind: Literal["concat"] = "concat"
+    branches: list[CoreNode]
+    variadic: ClassVar[str | None] = "branches"
+    doc: ClassVar[str] = "every branch sees the input; outputs joined on channels (DenseNet, Inception, SqueezeNet)"
+
+    @field_validator("branches")
+    @classmethod
+    def _some(cls, branches: list[IRNode]) -> list[IRNode]:
+        if not branches:
+            raise FieldProblem("branches", "concat needs at least one branch", hint="e.g. concat(identity, conv(32))")
+        return branches
+
+
+class Add(IRNode):
+    kind: Literal["add"] = "add"
+    branches: list[CoreNode]
+    variadic: ClassVar[str | None] = "branches"
+    doc: ClassVar[str] = "every branch sees the input; outputs of equal shape summed"
+
+    @field_validator("branches")
+    @classmethod
+    def _some(cls, branches: list[IRNode]) -> list[IRNode]:
+        if not branches:
+            raise FieldProblem("branches", "add needs at least one branch", hint="e.g. add(identity, conv(32))")
+        return branches
 
 
 ShortcutKind = Literal["auto", "identity", "projection", "zeropad"]
@@ -160,6 +208,9 @@ class Dirac(IRNode):
     def _no_bias(cls, conv: Conv) -> Conv:
         if conv.bias:
             raise FieldProblem("conv", "a Dirac conv has no bias (BN follows it)", hint="drop bias=true")
+        if conv.groups != 1 or conv.dilation != 1:
+            raise FieldProblem("conv", "a Dirac conv is dense: groups=1 and dilation=1",
+                               hint="drop groups= and dilation=")
         return conv
 
 
@@ -176,7 +227,15 @@ BlockTemplate = Literal["plain", "residual", "highway", "basic", "bottleneck"]
 
 class Gated(IRNode):
     kind: Literal["gated"] = "gated"
-    block: AnyNode | BlockTemplate
+    block: AnyNode | BlockTemplate  # noqa: F821 - completed by archlang.ir.nodes, which knows the families
     k_init: Annotated[float, Field(ge=-100.0, le=100.0)] = 1.0
     doc: ClassVar[str] = ("residual gate u = g(k)*f(x) + x, g = ReLU (Gated ResNets eq. 1); "
                           "on a plain layer u = g(k)*f(x) + (1-g(k))*x")
+
+
+# The one list of core kinds: the IR unions (nodes.py) and the rule table (archlang.kinds) follow it.
+CORE_MODELS: tuple[type[IRNode], ...] = (
+    Input, Conv, Linear, BatchNorm, ReLU, ReLU6, Tanh, Sigmoid, NCReLU, Identity, Flatten, Dropout, MaxPool,
+    AvgPool, AdaptiveAvgPool, GlobalAvgPool, Seq, Repeat, Concat, Add, Residual, Dirac, Highway, Gated,
+)
+CoreNode = Annotated[Union[CORE_MODELS], Field(discriminator="kind")]  # noqa: UP007 - a union of a tuple

@@ -1,40 +1,34 @@
-"""The discriminated unions over node kinds, and the table from spec names to node models."""
+"""The discriminated unions over node kinds, and the table from spec names to node models.
+
+Both lists come from their one home: core kinds from `core.CORE_MODELS`, families from
+`families.REGISTRY`. Importing archlang.ir (any of its modules) runs this file, which completes the
+container models whose children are annotated with these unions.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Union
 
 from pydantic import Field
 
 from archlang.ir import core, families
 from archlang.ir.base import IRNode
 
-CoreNode = Annotated[
-    core.Input | core.Conv | core.Linear | core.BatchNorm | core.ReLU | core.Tanh | core.Sigmoid | core.NCReLU | core.Identity | core.Flatten | core.Dropout | core.MaxPool | core.AvgPool | core.GlobalAvgPool | core.Seq | core.Repeat | core.Residual | core.Dirac | core.Highway | core.Gated,
-    Field(discriminator="kind"),
-]
-
-AnyNode = Annotated[
-    core.Input | core.Conv | core.Linear | core.BatchNorm | core.ReLU | core.Tanh | core.Sigmoid | core.NCReLU | core.Identity | core.Flatten | core.Dropout | core.MaxPool | core.AvgPool | core.GlobalAvgPool | core.Seq | core.Repeat | core.Residual | core.Dirac | core.Highway | core.Gated | families.BlockType | families.Wrn | families.PreactResnet | families.Resnet | families.Diracnet | families.Mlp | families.HighwayCnn,
-    Field(discriminator="kind"),
-]
+CoreNode = core.CoreNode
+AnyNode = Annotated[Union[(*core.CORE_MODELS, families.BlockType, *families.FAMILIES)],
+                    Field(discriminator="kind")]
 
 _NAMESPACE = {"CoreNode": CoreNode, "AnyNode": AnyNode}
-for _model in (core.Seq, core.Repeat, core.Residual, core.Gated, *families.FAMILIES):
-    _model.model_rebuild(_types_namespace=_NAMESPACE)
-
-_CORE_MODELS: tuple[type[IRNode], ...] = (
-    core.Input, core.Conv, core.Linear, core.BatchNorm, core.ReLU, core.Tanh, core.Sigmoid, core.NCReLU,
-    core.Identity, core.Flatten, core.Dropout, core.MaxPool, core.AvgPool, core.GlobalAvgPool, core.Seq,
-    core.Repeat, core.Residual, core.Dirac, core.Highway, core.Gated,
-)
+for _model in (*core.CORE_MODELS, *families.FAMILIES):
+    if not _model.__pydantic_complete__:
+        _model.model_rebuild(_types_namespace=_NAMESPACE)
 
 # Spec spelling -> model. The kind names themselves, plus a few aliases users reach for.
 NODE_MODELS: dict[str, type[IRNode]] = {
-    m.model_fields["kind"].default: m for m in (*_CORE_MODELS, families.BlockType, *families.FAMILIES)
+    m.model_fields["kind"].default: m for m in (*core.CORE_MODELS, families.BlockType, *families.FAMILIES)
 }
 ALIASES: dict[str, str] = {"bn": "batchnorm", "sequence": "seq", "gap": "global_avgpool"}
-FAMILY_NAMES: tuple[str, ...] = tuple(m.model_fields["kind"].default for m in families.FAMILIES)
+FAMILY_NAMES: tuple[str, ...] = tuple(families.REGISTRY)
 
 
 def model_for(name: str) -> type[IRNode] | None:
