@@ -41,6 +41,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from archlang.report import ir_json, layer_table, totals_text
 
     compiled = compile_spec(_read(args.spec))
+    if args.batch is not None and not 1 <= args.batch <= 1_000_000:
+        raise ArchlangError(f"--batch must be between 1 and 1,000,000, got {args.batch}")
     if args.save:
         compiled.check_buildable()  # refuse an absurd size before printing or importing torch
     if args.json:
@@ -53,7 +55,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             print(f"{len(compiled.summary.layers)} layers: showing the top level (--depth N shows more)",
                   file=sys.stderr)
         console.print(layer_table(compiled, max_depth=depth, width=console.width))
-        console.print(totals_text(compiled), markup=False)
+        console.print(totals_text(compiled, args.batch), markup=False)
     if args.save:
         _save(compiled, Path(args.save))
     return 0
@@ -175,6 +177,8 @@ def _add_language_commands(sub: argparse._SubParsersAction) -> None:
     _file_argument(p, "spec", help=SPEC_HELP + ", or IR JSON (the output of compile --json)")
     p.add_argument("--json", action="store_true", help="print the validated IR, totals and every layer as JSON")
     p.add_argument("--depth", type=int, default=None, help="show layers nested at most this deep")
+    p.add_argument("--batch", type=int, metavar="N", help="also estimate the memory at N examples a batch "
+                   "(forward/backward pass, params), as torchinfo does")
     p.add_argument("--save", metavar="FILE", help="build the module and save its initial weights "
                    "(.safetensors, or .pt loadable with weights_only=True)")
     p.set_defaults(handler=cmd_compile)

@@ -85,21 +85,23 @@ class Compiled:
         return self.summary.params
 
     def build(self, batch: int = 1, training: bool = False, device: Any = "cpu") -> nn.Module:
-        """The module; refused first if it cannot fit on `device` at `batch` (see infer.memory_estimate)."""
-        self.check_buildable()
+        """The module; refused first if it cannot fit on `device` at `batch` (see check_buildable)."""
+        self.check_buildable(batch, training, device)
         from archlang.build import build
 
-        try:
-            return build(self.network, batch=batch, training=training, device=device, summary=self.summary)
-        except ArchlangError as err:
-            raise err.with_location(self.source, self.spec.span) from None
+        return build(self.network, batch=batch, training=training, device=device, summary=self.summary)
 
-    def check_buildable(self) -> None:
-        """Refuse, from the IR count alone, a network too large to allocate."""
+    def check_buildable(self, batch: int = 1, training: bool = False, device: Any = "cpu") -> None:
+        """Refuse, from the IR alone, a network too large to allocate, or to run (with `training`, to
+        train) at `batch` examples in the memory `device` has (infer.memory_estimate)."""
         if self.summary.params > MAX_BUILD_PARAMS:
             raise ArchlangError(f"the network has {self.summary.params:,} parameters, more than the "
                                 f"{MAX_BUILD_PARAMS:,} archlang will allocate", source=self.source,
                                 span=self.spec.span, hint="`archlang params` counts it without building it")
+        try:
+            infer.check_memory(infer.memory_estimate(self.summary, batch), training=training, device=str(device))
+        except ArchlangError as err:
+            raise err.with_location(self.source, self.spec.span) from None
 
 
 def _expansion_error(spec: IRNode, err: ValidationError) -> ArchlangError:

@@ -92,7 +92,7 @@ class _Walker:
             out = entry.shape(node, shape)
             cost = entry.cost(node, shape, out)
             self.layers.append(Layer(path, depth, kind, entry.label(node, shape, out), out, cost.params, cost.weights,
-                                     cost.macs, True, math.prod(out) if entry.allocates else 0, math.prod(shape)))
+                                     cost.macs, True, entry.outputs * math.prod(out), math.prod(shape)))
             return out
         row = Layer(path, depth, kind, entry.label(node), shape, leaf=False, inputs=math.prod(shape))
         self.layers.append(row)
@@ -103,7 +103,7 @@ class _Walker:
         row.params = sum(layer.params for layer in inner)
         row.weights = sum(layer.weights for layer in inner)
         row.macs = sum(layer.macs for layer in inner)
-        row.activations = math.prod(out) if entry.allocates else 0
+        row.activations = entry.outputs * math.prod(out)
         return out
 
 
@@ -129,18 +129,19 @@ BYTES_PER_VALUE = 4  # float32, what archlang builds and trains in
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes a network needs at a batch size, by the model torchinfo prints, plus training state.
+    """Bytes a network needs at a batch size, in torchinfo's terms, plus training state (float32).
 
     - input: batch x input values;
-    - forward/backward pass: 2 x batch x every value a layer computes (its output kept by autograd for
-      backward, and that output's gradient), as torchinfo counts; views (flatten, identity) add nothing,
-      a sum or concatenation of branches adds its output;
+    - forward/backward pass: batch x (every value a layer computes and autograd keeps for backward,
+      plus the gradients of the largest layer's output and input, which backward holds at once).
+      Views (flatten, identity) add nothing; a sum or concatenation of branches adds its output.
+      torchinfo counts every output twice instead; this model is closer to what is measured (peak RSS
+      of a training step on CPU, tests/test_memory.py);
     - params, gradients (one per parameter) and optimizer state (`optimizer_buffers` per parameter:
       1 for SGD with momentum, 2 for Adam);
     - inference peak: the largest input + output of one layer at this batch, a lower bound of what a
       forward pass without gradients holds at once.
-    BatchNorm statistics, Dirac deltas and the allocator's slack are not counted; measured totals are
-    within the tolerance stated in tests/test_memory.py.
+    BatchNorm statistics, Dirac deltas and the allocator's slack are not counted.
     """
 
     batch: int
@@ -172,8 +173,9 @@ def memory_estimate(network: core.Seq | Summary, batch: int = 1, optimizer_buffe
     leaves = [layer for layer in summary.layers if layer.leaf and layer.kind != "gate"]
     peak = max((layer.inputs + math.prod(layer.out_shape) for layer in leaves), default=0)
     params = BYTES_PER_VALUE * summary.params
-    return MemoryEstimate(batch, values * math.prod(summary.input_shape),
-                          2 * values * sum(layer.activations for layer in summary.layers),
+    kept = sum(layer.activations for layer in summary.layers)
+    largest = max((layer.activations for layer in summary.layers), default=0)
+    return MemoryEstimate(batch, values * math.prod(summary.input_shape), values * (kept + 2 * largest),
                           params, params, optimizer_buffers * params, values * peak)
 
 
@@ -234,7 +236,8 @@ def check_memory(estimate: MemoryEstimate, training: bool = False, device: str =
         parts = (f"its largest layer's input and output {size_text(estimate.inference_peak_bytes)}, parameters "
                  f"{size_text(estimate.params_bytes)}")
     where = "the GPU's free memory" if device.startswith("cuda") else "this machine's available memory"
-    raise ArchlangError(f"the network needs at least {size_text(needed)} to {'train' if training else 'run'} at "
+    verb = "about" if training else "at least"  # the inference figure is a lower bound
+    raise ArchlangError(f"the network needs {verb} {size_text(needed)} to {'train' if training else 'run'} at "
                         f"batch {estimate.batch} ({parts}), more than the {size_text(free)} of {where}",
                         hint="use a smaller batch size or input, or a smaller network; "
                         "`archlang compile --batch N` shows the estimate")

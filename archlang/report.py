@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from archlang.compiler import Compiled
-from archlang.infer import Layer, round_like_papers, shape_text
+from archlang.infer import Layer, MemoryEstimate, memory_estimate, round_like_papers, shape_text, size_text
 
 
 def _macs_text(macs: int) -> str:
@@ -72,12 +72,22 @@ def layer_table(compiled: Compiled, max_depth: int | None = None, width: int | N
     return table
 
 
-def totals_text(compiled: Compiled) -> str:
+def totals_text(compiled: Compiled, batch: int | None = None) -> str:
     s = compiled.summary
-    return (f"total parameters: {s.params:,} ({round_like_papers(s.params)})\n"
+    text = (f"total parameters: {s.params:,} ({round_like_papers(s.params)})\n"
             f"conv and linear weights only: {s.weights:,} ({round_like_papers(s.weights)})\n"
             f"multiply-accumulates per image: {s.macs:,} ({_macs_text(s.macs)})\n"
             f"input {shape_text(s.input_shape)} -> output {shape_text(s.output_shape)}")
+    return text if batch is None else text + "\n" + memory_text(memory_estimate(s, batch))
+
+
+def memory_text(m: MemoryEstimate) -> str:
+    """The estimate as torchinfo prints it (its model: infer.MemoryEstimate), plus what training adds."""
+    return (f"memory at batch {m.batch} (float32): input size {size_text(m.input_bytes)}\n"
+            f"forward/backward pass size: {size_text(m.forward_backward_bytes)}\n"
+            f"params size: {size_text(m.params_bytes)}\n"
+            f"estimated total size: {size_text(m.estimated_total)}\n"
+            f"training, with gradients and SGD momentum: {size_text(m.training_bytes)}")
 
 
 def layer_rows(compiled: Compiled) -> list[dict[str, Any]]:

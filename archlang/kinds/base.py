@@ -57,8 +57,9 @@ class Leaf:
     module: Callable[[Any, Shape, Shape], Any]
     cost: Callable[[Any, Shape, Shape], Cost] = _no_cost
     label: Callable[[Any, Shape, Shape], str] = _kind_label
-    # False for kinds whose output is a view of their input (no new memory; see infer.memory_estimate).
-    allocates: bool = True
+    # Tensors of the output's size the layer computes and autograd keeps for backward (infer.memory_estimate):
+    # 0 for views of the input (flatten, identity), 4 for a highway layer (act(H), T, 1-T and the sum).
+    outputs: int = 1
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class Container:
     walk: Callable[[Any, Shape, Visitor], tuple[Shape, Any]]
     module: Callable[[Any, dict[str, Any], Any], Any]
     label: Callable[[Any], str]
-    # True when the container computes a new tensor of its own (a sum, a concatenation).
-    allocates: bool = False
+    # 1 when the container computes a tensor of its own (a sum, a concatenation), as Leaf.outputs.
+    outputs: int = 0
 
 
 Kind = Leaf | Container

@@ -204,8 +204,8 @@ CONTAINERS: dict[type, Container] = {
     core.Seq: Container(_seq_walk, _sequential_module, lambda node: "seq"),
     core.Repeat: Container(_repeat_walk, _sequential_module, lambda node: f"repeat x{node.n}"),
     core.Concat: Container(_concat_walk, _branches_module, lambda node: f"concat of {len(node.branches)}",
-                           allocates=True),
-    core.Add: Container(_add_walk, _branches_module, lambda node: f"add of {len(node.branches)}", allocates=True),
-    core.Residual: Container(residual_walk, residual_module, lambda node: "residual", allocates=True),
-    core.Gated: Container(_gated_walk, _gated_module, _gated_label, allocates=True),
+                           outputs=1),
+    core.Add: Container(_add_walk, _branches_module, lambda node: f"add of {len(node.branches)}", outputs=1),
+    core.Residual: Container(residual_walk, residual_module, lambda node: "residual", outputs=1),
+    core.Gated: Container(_gated_walk, _gated_module, _gated_label, outputs=1),
 }

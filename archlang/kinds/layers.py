@@ -75,9 +75,9 @@ def _torch_module(name: str, *args: Any) -> Any:
     return getattr(nn, name)(*args)
 
 
-def _simple(name: str, allocates: bool = True) -> Leaf:
+def _simple(name: str, outputs: int = 1) -> Leaf:
     """A layer that keeps its input's shape and has no parameters, made by torch.nn.`name`()."""
-    return Leaf(_same, lambda node, shape, out: _torch_module(name), allocates=allocates)
+    return Leaf(_same, lambda node, shape, out: _torch_module(name), outputs=outputs)
 
 
 def _ncrelu_module(node: core.NCReLU, shape: Shape, out: Shape) -> Any:
@@ -180,11 +180,11 @@ LEAVES: dict[type, Leaf] = {
     core.ReLU6: _simple("ReLU6"),
     core.Tanh: _simple("Tanh"),
     core.Sigmoid: _simple("Sigmoid"),
-    core.Identity: _simple("Identity", allocates=False),
+    core.Identity: _simple("Identity", outputs=0),
     core.Dropout: Leaf(_same, lambda node, shape, out: _torch_module("Dropout", node.p),
                        label=lambda node, shape, out: f"dropout({node.p:g})"),
     core.NCReLU: Leaf(lambda node, shape: (2 * shape[0], *shape[1:]), _ncrelu_module),
-    core.Flatten: Leaf(_flatten_shape, lambda node, shape, out: _torch_module("Flatten"), allocates=False),
+    core.Flatten: Leaf(_flatten_shape, lambda node, shape, out: _torch_module("Flatten"), outputs=0),
     core.MaxPool: Leaf(pool_shape, _pool_module, label=_pool_label),
     core.AvgPool: Leaf(pool_shape, _pool_module, label=_pool_label),
     core.AdaptiveAvgPool: Leaf(_adaptive_shape, lambda node, shape, out: _torch_module("AdaptiveAvgPool2d", node.size),
@@ -194,5 +194,5 @@ LEAVES: dict[type, Leaf] = {
                      lambda node, shape, out: f"dirac conv {node.conv.kernel}x{node.conv.kernel}, "
                      f"{shape[0]}->{node.conv.out}"),
     core.Highway: Leaf(_highway_shape, _highway_module, _highway_cost,
-                       lambda node, shape, out: f"highway {node.h.kind} ({node.act}), H and T"),
+                       lambda node, shape, out: f"highway {node.h.kind} ({node.act}), H and T", outputs=4),
 }

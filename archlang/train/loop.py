@@ -335,12 +335,13 @@ def _train_planned(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: Tr
     if opts.threads:
         torch.set_num_threads(opts.threads)
     tune_allocator()
+    compiled.check_buildable(r.batch_size, training=True, device=device)  # before loading any data
     data = _load_data(compiled, plan, ctx, opts)
     train_split = data.train.first(plan.subset) if plan.subset else data.train
     ddp.agreed(ctx, lambda: ddp.check_batch_split(ctx, r.batch_size, len(train_split)))
 
     torch.manual_seed(r.seed)
-    model = compiled.build(batch=r.batch_size, training=True, device=device)  # refuses what cannot fit
+    model = compiled.build(batch=r.batch_size, training=True, device=device)
     model_tools.apply_init(model, r)
     model.to(device)
     if opts.channels_last:

@@ -47,6 +47,9 @@ class Mlp(Family):
     def expand(self, gate_k: float | None = None) -> Seq:
         if isinstance(self.block, Gated):
             gate_k = self.block.k_init
+        if gate_k is not None and self.block_kind == "highway":
+            raise FieldProblem(None, "an mlp of highway layers has no residual blocks to gate",
+                               hint="gate block=residual or block=plain: gated(mlp(depth=10, block=residual))")
         items: list[IRNode] = [self._input(), Flatten(), *self._layer()]
         kind = self.block_kind
         if kind == "plain":
