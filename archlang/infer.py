@@ -215,7 +215,10 @@ def available_memory(device: str = "cpu") -> int | None:
     if device.startswith("cuda"):
         import torch  # only asked for a GPU, which torch alone can see
 
-        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        try:
+            free, _total = torch.cuda.mem_get_info(torch.device(device))
+        except (RuntimeError, AssertionError):  # no such GPU: whoever chose the device reports that
+            return None
         return int(free)
     known = [n for n in (_meminfo_available(), _cgroup_available()) if n is not None]
     return min(known) if known else None

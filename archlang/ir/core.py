@@ -155,32 +155,30 @@ class Repeat(IRNode):
     doc: ClassVar[str] = "n copies of a block, each with its own weights"
 
 
-class Concat(IRNode):
-    kind: Literal["concat"] = "concat"
+class _Branches(IRNode):
+    """Parallel branches on one input; the subclass says how their outputs are joined."""
+
+    kind: str  # a Literal in each subclass; declared here so that it leads the fields, as everywhere
     branches: list[CoreNode]
     variadic: ClassVar[str | None] = "branches"
+
+    @field_validator("branches")
+    @classmethod
+    def _some(cls, branches: list[IRNode]) -> list[IRNode]:
+        if not branches:
+            name = cls.model_fields["kind"].default
+            raise FieldProblem("branches", f"{name} needs at least one branch", hint=f"e.g. {name}(identity, conv(32))")
+        return branches
+
+
+class Concat(_Branches):
+    kind: Literal["concat"] = "concat"
     doc: ClassVar[str] = "every branch sees the input; outputs joined on channels (DenseNet, Inception, SqueezeNet)"
 
-    @field_validator("branches")
-    @classmethod
-    def _some(cls, branches: list[IRNode]) -> list[IRNode]:
-        if not branches:
-            raise FieldProblem("branches", "concat needs at least one branch", hint="e.g. concat(identity, conv(32))")
-        return branches
 
-
-class Add(IRNode):
+class Add(_Branches):
     kind: Literal["add"] = "add"
-    branches: list[CoreNode]
-    variadic: ClassVar[str | None] = "branches"
     doc: ClassVar[str] = "every branch sees the input; outputs of equal shape summed"
-
-    @field_validator("branches")
-    @classmethod
-    def _some(cls, branches: list[IRNode]) -> list[IRNode]:
-        if not branches:
-            raise FieldProblem("branches", "add needs at least one branch", hint="e.g. add(identity, conv(32))")
-        return branches
 
 
 ShortcutKind = Literal["auto", "identity", "projection", "zeropad"]
