@@ -134,6 +134,13 @@ def test_compile_batch_shows_the_estimate(tmp_path):
     ]
 
 
+def test_compile_batch_is_bounded(capsys):
+    from archlang.cli import main
+
+    assert main(["compile", "seq(input(1, 4, 4), flatten)", "--batch", "0"]) == 2
+    assert capsys.readouterr().err == "error: --batch must be between 1 and 1,000,000, got 0\n"
+
+
 MEASURE = """
 import sys, torch, archlang
 torch.set_num_threads(1)
