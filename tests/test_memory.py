@@ -3,7 +3,6 @@ allocated (API, train, export, fold), `compile --batch`, and the estimate agains
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -76,17 +75,31 @@ def test_build_refuses_before_allocating():
         archlang.compile_spec(WIDE_CONV).build(batch=8, training=True)
 
 
+# Runs `python -m archlang` and, at exit, writes the process's VmHWM: the peak RSS of its own address
+# space. ru_maxrss (getrusage or wait4) would not do: it keeps the size of the forked pytest process
+# from before exec, which in a full test run is already over a gigabyte.
+_WITH_PEAK = """
+import atexit, os, runpy, sys
+def _peak():
+    with open("/proc/self/status") as f:
+        peak = next(line.split()[1] for line in f if line.startswith("VmHWM"))
+    with open(os.environ["PEAK_FILE"], "w") as f:
+        f.write(peak)
+atexit.register(_peak)
+sys.argv[0] = "archlang"
+runpy.run_module("archlang", run_name="__main__")
+"""
+
+
 def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, int]:
-    """Run `archlang ARGS`; also return that child's own peak RSS in bytes (os.wait4's rusage)."""
-    out, err = cwd / ".stdout", cwd / ".stderr"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        child = subprocess.Popen([sys.executable, "-m", "archlang", *args], stdout=stdout, stderr=stderr, cwd=cwd,
-                                 env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd)})
-        _pid, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    done = subprocess.CompletedProcess(args, child.returncode, out.read_text(), err.read_text())
-    out.unlink(), err.unlink()
-    return done, usage.ru_maxrss * 1024  # KB on Linux
+    """Run `archlang ARGS`; also return that process's own peak RSS in bytes."""
+    peak = cwd / ".peak"
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd), "PEAK_FILE": str(peak)}
+    done = subprocess.run([sys.executable, "-c", _WITH_PEAK, *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300, check=False)
+    rss = int(peak.read_text()) * 1024  # /proc reports kB
+    peak.unlink()
+    return done, rss
 
 
 def test_train_refuses_a_network_that_cannot_fit(tmp_path):
