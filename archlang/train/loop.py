@@ -341,7 +341,7 @@ def _train_planned(compiled: Any, plan: _RunPlan, ctx: ddp.DistContext, opts: Tr
     ddp.agreed(ctx, lambda: ddp.check_batch_split(ctx, r.batch_size, len(train_split)))
 
     torch.manual_seed(r.seed)
-    model = compiled.build(batch=r.batch_size, training=True, device=device)
+    model = compiled.build()
     model_tools.apply_init(model, r)
     model.to(device)
     if opts.channels_last:
