@@ -94,6 +94,8 @@ class _Drawer:
             return self.residual(g, node, path, depth, prev, row.label)
         if isinstance(node, core.Gated):
             return self.gated(g, node, path, depth, prev)
+        if isinstance(node, (core.Concat, core.Add)):
+            return self.branches(g, node, path, depth, prev, row)
         raise AssertionError(f"no drawing for {row.kind}")  # every container kind of the walker is above
 
     def chain(self, g: Any, items: list[IRNode], path: str, depth: int, prev: str) -> str:
@@ -116,6 +118,18 @@ class _Drawer:
         with sub as c:
             c.attr(**attrs, penwidth="2")
             return self.draw(c, block, path, depth, prev)
+
+    def branches(self, g: Any, node: core.Concat | core.Add, path: str, depth: int, prev: str, row: Layer) -> str:
+        """Each branch from the same input, joined in one circle: 'cat' on channels or '+'."""
+        sub, attrs = self.frame(g, f"{row.label}   {_params(row.params)}", dashed=True)
+        with sub as c:
+            c.attr(**attrs)
+            ends = [self.draw(c, branch, f"{path}.{i}", depth + 1, prev) for i, branch in enumerate(node.branches)]
+            join = self.box(c, "cat" if isinstance(node, core.Concat) else "+", shape_text(row.out_shape),
+                            node_shape="circle", width="0.4", fixedsize="true")
+        for end in ends:
+            self.edge(end, join)
+        return join
 
     def _join(self, g: Any, body: str, shortcut: str, label: str, dashed: bool) -> str:
         join = self.box(g, "+", self.shapes[body], node_shape="circle", width="0.3", fixedsize="true")

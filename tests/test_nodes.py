@@ -337,3 +337,11 @@ def test_params_of_the_new_kinds_imports_no_torch():
             " adaptive_avgpool(2), relu6, flatten, linear(3))'); assert 'torch' not in sys.modules; print(n)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) == 8 * 9 + 16 * 4 * 3 + 3
+
+
+def test_every_container_kind_can_be_drawn():
+    pytest.importorskip("graphviz")
+    from archlang.draw import graph
+
+    source = graph(archlang.compile_spec(NAMING_SPECS[-1]), None).source
+    assert "concat of 2" in source and "add of 2" in source and " [label=cat " in source
