@@ -22,6 +22,8 @@ _HINTS = {
     errno.EACCES: "check the folder's permissions",
     errno.EROFS: "the file system is read-only: choose another output path",
     errno.EISDIR: "the output path is a folder: give a file name",
+    errno.ENOENT: "the output folder does not exist: create it first, or choose another path",
+    errno.ENOTDIR: "a folder on the output path is a file",
 }
 
 

@@ -49,18 +49,26 @@ def _steps(text: str | None) -> list[int] | None:
         raise ArchlangError(f"--steps takes comma-separated counts, got '{text}'", hint="e.g. --steps 0,1,2,4,8") from None
 
 
+def _check_subset(args: argparse.Namespace) -> None:
+    if args.subset is not None and args.subset < 1:
+        raise ArchlangError(f"--subset must be a positive number of images, got {args.subset}",
+                            hint="e.g. --subset 1000 for the first 1000 images; leave it out for all")
+
+
 def run_prune(args: argparse.Namespace) -> int:
     from archlang.analysis.plots import plot_prune
-    from archlang.analysis.prune import prune
+    from archlang.analysis.prune import check_seeds, prune
     from archlang.analysis.run import data_loader, load_run
 
+    _check_subset(args)
+    check_seeds(args.seeds)
     run = load_run(args.run, args.weights)
     loader = data_loader(run, "test", args.data_dir, args.subset, dataset=args.dataset, recipe=args.recipe)
     curve = prune(run, loader, args.strategy, _steps(args.steps), args.seeds)
     rows = [[n, acc, sd, p] for n, acc, sd, p in zip(curve.removed, curve.accuracy, curve.spread, curve.params)]
     _emit(args, f"layer pruning ({args.strategy})", ["removed layers", "test accuracy %", "std", "params"], rows,
           {"strategy": curve.strategy, "removed": curve.removed, "accuracy": curve.accuracy, "std": curve.spread,
-           "params": curve.params, "order": curve.order})
+           "params": curve.params, "order": curve.order, "seeds": curve.seeds, "orders": curve.orders})
     out = _out_dir(args, run) / f"prune-{args.strategy}.png"
     plot_prune([curve], out, f"{run.compiled.canonical[:60]}")
     print(f"plot: {out}") if not args.json else None
@@ -72,6 +80,7 @@ def run_lesion(args: argparse.Namespace) -> int:
     from archlang.analysis.prune import lesion
     from archlang.analysis.run import data_loader, load_run
 
+    _check_subset(args)
     run = load_run(args.run, args.weights)
     loader = data_loader(run, "train", args.data_dir, args.subset, dataset=args.dataset, recipe=args.recipe)
     baseline, lesions = lesion(run, loader)
@@ -89,6 +98,7 @@ def run_gates(args: argparse.Namespace) -> int:
     from archlang.analysis.plots import plot_gates
     from archlang.analysis.run import data_loader, load_run
 
+    _check_subset(args)
     run = load_run(args.run, args.weights)
     rows = gate_rows(run.model)
     if not rows:
@@ -114,27 +124,73 @@ def run_gates(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_file(arg: str | None) -> Path | None:
+    """The file a --weights argument reads (FILE of torchvision:NAME=FILE)."""
+    if not arg:
+        return None
+    return Path(arg.partition("=")[2]) if arg.startswith("torchvision:") else Path(arg)
+
+
+def _inputs(target: str, weights: str | None) -> list[Path]:
+    """Files an analysis reads, which no output of it may replace."""
+    path = Path(target)
+    files = [path / "spec.arch", path / "model.safetensors"] if path.is_dir() else [path] if path.is_file() else []
+    return files + [p for p in [_weights_file(weights)] if p is not None]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+
+
+def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
+    """Refuse outputs that would overwrite an input, or each other, before any work is done."""
+    named = list(outputs.items())
+    for i, (what, out) in enumerate(named):
+        for source in inputs:
+            if _same_file(out, source):
+                raise ArchlangError(f"the {what} would overwrite the input {source}", path=str(out),
+                                    hint="choose another output path")
+        for other, other_out in named[i + 1:]:
+            if _same_file(out, other_out):
+                raise ArchlangError(f"the {what} and the {other} would be the same file", path=str(out),
+                                    hint="give them different paths")
+
+
+def _fold_paths(out: Path) -> tuple[Path, Path]:
+    from archlang.weights import WEIGHT_SUFFIXES
+
+    if out.suffix not in WEIGHT_SUFFIXES:
+        raise ArchlangError(f"--out names the folded weights: it must end in {', '.join(WEIGHT_SUFFIXES)}",
+                            path=str(out), hint="e.g. --out folded.safetensors (the spec goes beside it as "
+                            "folded.arch)")
+    return out, out.with_suffix(".arch")
+
+
 def run_fold(args: argparse.Namespace) -> int:
     import torch
 
     from archlang.analysis.run import load_run
     from archlang.analysis.transform import folded
     from archlang.compiler import compile_spec
+    from archlang.fileio import atomic_path
     from archlang.ir.text import to_spec
-    from archlang.weights import save_weights
+    from archlang.weights import weights_bytes
 
+    out, spec_path = _fold_paths(Path(args.out))
+    check_outputs({"folded weights": out, "folded spec": spec_path}, _inputs(args.run, args.weights))
     run = load_run(args.run, args.weights)
     network, plain = folded(run.model, run.compiled.network)
     torch.manual_seed(0)
     x = torch.randn(8, *run.compiled.input_shape)
     with torch.no_grad():
         diff = float((run.model(x) - plain(x)).abs().max())
-    out = Path(args.out)
     spec_text = to_spec(network)
     compiled = compile_spec(spec_text)  # the folded network is an ordinary spec again
-    save_weights(plain, out, {"spec": spec_text})
-    spec_path = out.with_suffix(".arch")
-    spec_path.write_text(f"# folded from: {run.compiled.canonical}\n{spec_text}\n")
+    data = weights_bytes(plain, out, {"spec": spec_text})
+    # Both files or neither: each is renamed into place only once both are fully written.
+    with atomic_path(out, "the folded weights") as weights_tmp, atomic_path(spec_path, "the folded spec") as spec_tmp:
+        weights_tmp.write_bytes(data)
+        spec_tmp.write_text(f"# folded from: {run.compiled.canonical}\n{spec_text}\n")
     result = {"weights": str(out), "spec": str(spec_path), "params_before": run.compiled.total_params,
               "params_after": compiled.total_params, "max_abs_diff": diff}
     _emit(args, "folded network", ["", "value"], [[k, v] for k, v in result.items()], result)
@@ -172,18 +228,22 @@ def _recipe_init(compiled, recipe: str | None):
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from archlang.analysis.export import export_onnx, export_torchscript
+    from archlang.analysis.export import onnx_bytes, torchscript_bytes
     from archlang.analysis.run import load_run
+    from archlang.fileio import atomic_write_bytes
 
     if not args.onnx and not args.torchscript:
         raise ArchlangError("nothing to export", hint="give --onnx model.onnx and/or --torchscript model.ts")
+    outputs = {what: Path(p) for what, p in (("ONNX model", args.onnx), ("TorchScript model", args.torchscript)) if p}
+    check_outputs(outputs, _inputs(args.target, args.weights))
     run = load_run(args.target, args.weights)
-    if args.onnx:
-        export_onnx(run.model, run.compiled.input_shape, Path(args.onnx))
-        print(f"wrote {args.onnx}")
-    if args.torchscript:
-        export_torchscript(run.model, run.compiled.input_shape, Path(args.torchscript))
-        print(f"wrote {args.torchscript}")
+    shape = run.compiled.input_shape
+    # Serialise everything first, so a failing exporter leaves no file behind.
+    data = {what: onnx_bytes(run.model, shape) if what == "ONNX model" else torchscript_bytes(run.model, shape)
+            for what in outputs}
+    for what, path in outputs.items():
+        atomic_write_bytes(path, data[what], f"the {what}")
+        print(f"wrote {path}")
     return 0
 
 

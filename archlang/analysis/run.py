@@ -14,7 +14,7 @@ from torch import nn
 from archlang.compiler import Compiled, compile_spec
 from archlang.errors import ArchlangError
 from archlang.parser import read_source
-from archlang.weights import load_weights
+from archlang.weights import load_into, load_weights, read_weights
 
 
 @dataclass
@@ -56,23 +56,18 @@ def load_run(target: str, weights: str | None = None) -> LoadedRun:
             raise ArchlangError("not a run folder (no spec.arch)", path=str(path),
                                 hint="give a folder written by `archlang train`, or a spec with --weights")
         compiled = compile_spec(read_source(str(spec_file)))
-        state = load_weights(Path(weights)) if weights else _run_weights(path)
+        state = read_weights(weights, compiled) if weights else _run_weights(path)
         recipe_file = path / "recipe.resolved.yaml"
         recipe = yaml.safe_load(recipe_file.read_text()) if recipe_file.is_file() else {}
         info = _read_json(path / "run.json")
         folder: Path | None = path
     else:
         compiled = compile_spec(read_source(target))
-        state = load_weights(Path(weights)) if weights else None
+        state = read_weights(weights, compiled) if weights else None
         recipe, info, folder = {}, {}, None
     model = compiled.build()
     if state is not None:
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0]
-            raise ArchlangError(f"the weights do not fit this network ({first})", path=weights or str(path),
-                                hint="use the spec the weights were trained with") from None
+        load_into(model, state, weights or str(path))
     return LoadedRun(compiled, model.eval(), folder, recipe, info)
 
 
