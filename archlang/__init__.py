@@ -12,7 +12,7 @@ Importing archlang does not import torch; only building a module does.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from archlang.catalog import list_specs
 from archlang.compiler import Compiled, compile_all, compile_spec
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["ArchlangError", "Compiled", "compile", "compile_all", "compile_spec", "count_params", "list_specs",
-           "sweep_params"]
+           "load_torchvision", "sweep_params"]
 __version__ = "0.1.0"
 
 Spec = str | os.PathLike[str] | Source
@@ -43,3 +43,12 @@ def sweep_params(spec: Spec, convention: str = "all") -> list[tuple[str, int]]:
     """(canonical spec, count) for each network of a spec that may be a sweep."""
     return [(c.canonical, c.summary.weights if convention == "weights" else c.summary.params)
             for c in compile_all(spec)]
+
+
+def load_torchvision(model: nn.Module, source: nn.Module | str, state: Any = None) -> nn.Module:
+    """Copy a torchvision model's weights into a structurally identical archlang module, pairing layers
+    by structure (see archlang.transplant): `source` is the torchvision module, or its name with
+    `state` its state dict or state-dict file. Nothing is downloaded."""
+    from archlang.transplant import load_torchvision as load
+
+    return load(model, source, state)

@@ -21,6 +21,15 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_mnist = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(), reason="../shared/data/MNIST absent")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors on 2 shared cores: one thread is faster and immune to OpenMP contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _train(tmp: Path, spec: str, name: str, recipe: str | None = None) -> Path:
     opts = TrainOptions(progress=False, log=lambda message: None)
     return train(archlang.compile_spec(spec), recipe=recipe, overrides={"epochs": 1, "batch_size": 32}, out=tmp,
@@ -97,7 +106,7 @@ def test_highway_gate_activity_is_a_mean_sigmoid(highway_run: Path, capsys):
     assert all(r["values"]["bias"] < -1.0 for r in rows)  # started at -2, one short epoch
 
 
-def _calibrated(spec: str) -> tuple[archlang.Compiled, torch.nn.Module]:
+def _calibrated(spec: str, batches: int = 4, batch: int = 16) -> tuple[archlang.Compiled, torch.nn.Module]:
     compiled = archlang.compile_spec(spec)
     torch.manual_seed(0)
     model = compiled.build()
@@ -106,8 +115,8 @@ def _calibrated(spec: str) -> tuple[archlang.Compiled, torch.nn.Module]:
             module.momentum = None  # running statistics = the exact average of the batches seen
     with torch.no_grad():
         model.train()
-        for _ in range(4):
-            model(torch.randn(16, *compiled.input_shape))
+        for _ in range(batches):
+            model(torch.randn(batch, *compiled.input_shape))
     return compiled, model.eval()
 
 
@@ -180,3 +189,131 @@ def test_export_onnx_and_torchscript_match_torch(tmp_path: Path):
     got = ort.InferenceSession(str(onnx_path)).run(None, {"input": x.numpy()})[0]
     assert float((torch.from_numpy(got) - expected).abs().max()) < 1e-5
     assert float((torch.jit.load(str(ts_path))(x).detach() - expected).abs().max()) < 1e-6
+
+
+# ---- every analysis through any nesting (issue 11): targets inside repeat, let definitions, residuals --
+
+
+class _Batches:
+    """A loader of one fixed batch (prune and lesion only call .batches(epoch))."""
+
+    def __init__(self, shape: tuple[int, ...], classes: int, n: int = 64) -> None:
+        g = torch.Generator().manual_seed(5)
+        self.x = torch.randn(n, *shape, generator=g)
+        self.y = torch.randint(0, classes, (n,), generator=g)
+
+    def batches(self, epoch: int):
+        return [(self.x, self.y)]
+
+
+def _loaded(spec: str, seed: int = 0):
+    from archlang.analysis.run import LoadedRun
+
+    compiled = archlang.compile_spec(spec)
+    torch.manual_seed(seed)
+    return LoadedRun(compiled, compiled.build().eval(), None, {}, {})
+
+
+NESTED_FOLD = """
+let stem = seq(conv(8), bn, relu)
+let unit = residual(seq(conv(8), bn, relu, conv(8), bn), post=relu)
+let gdirac = gated(residual(seq(dirac(conv(8)), bn, relu)))
+seq(input(3, 8, 8), repeat(2, stem), repeat(3, unit), repeat(2, gdirac), global_avgpool, linear(4))
+"""
+
+
+def test_fold_reaches_every_conv_bn_pair_and_dirac_inside_repeat_and_let_definitions():
+    from archlang.ir.text import to_spec
+
+    compiled, model = _calibrated(NESTED_FOLD)
+    network, plain = folded(model, compiled.network)
+    text = to_spec(network)
+    assert "bn" not in text and "dirac" not in text
+    x = torch.randn(8, *compiled.input_shape)
+    with torch.no_grad():
+        assert float((model(x) - plain(x)).abs().max()) < 1e-5
+    # each conv-BN pair: -2C BN parameters, +C conv bias; each Dirac conv: -2 (a and b)
+    pairs = 2 + 3 * 2 + 2
+    assert compiled.total_params - archlang.compile_spec(text).total_params == pairs * 8 + 2 * 2
+    assert sum(p.numel() for p in plain.parameters()) == archlang.compile_spec(text).total_params
+
+
+@pytest.mark.parametrize("spec", ["archlang/specs/resnet/resnet-110.arch",
+                                  "seq(input(3, 8, 8), repeat(2, seq(conv(16), bn)), global_avgpool, linear(3))"])
+def test_fold_command_on_nets_whose_layers_sit_inside_repeat(spec: str, tmp_path: Path, capsys):
+    from archlang.parser import read_source
+    from archlang.weights import save_weights
+
+    _, model = _calibrated(read_source(spec).text, batches=1, batch=4)
+    save_weights(model, tmp_path / "w.safetensors")
+    out = tmp_path / "folded.safetensors"
+    assert main(["fold", spec, "--weights", str(tmp_path / "w.safetensors"), "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["max_abs_diff"] < 1e-4 and result["params_after"] < result["params_before"]
+    assert "bn" not in out.with_suffix(".arch").read_text().split("\n", 1)[1]
+
+
+def test_resnet_110_has_its_52_identity_blocks_removable_inside_repeat():
+    from archlang.parser import read_source
+
+    network = archlang.compile_spec(read_source("archlang/specs/resnet/resnet-110.arch").text).network
+    blocks = removable_blocks(network)
+    # 18 + 17 + 17 units inside the three repeats; the two zero-padding units change the shape
+    assert [b.module_path for b in blocks] == [f"{stage}.{i}" for stage, n in ((3, 18), (5, 17), (7, 17))
+                                               for i in range(n)]
+
+
+GATED_IN_REPEAT = """
+let block = gated(residual(seq(linear(16), bn, relu, linear(16), bn)))
+seq(input(1, 4, 4), flatten, linear(16), repeat(3, block), linear(3))
+"""
+
+
+def test_greedy_pruning_of_gated_blocks_inside_repeat_removes_the_closed_gate_first():
+    run = _loaded(GATED_IN_REPEAT)
+    with torch.no_grad():
+        for path, k in (("2.0", 0.3), ("2.1", -0.2), ("2.2", 0.9)):
+            run.model.get_submodule(path).gate.k.fill_(k)
+    loader = _Batches((1, 4, 4), 3)
+    curve = prune(run, loader, "greedy")
+    assert curve.order == ["2.1", "2.0", "2.2"]
+    block = archlang.compile_spec(GATED_IN_REPEAT).total_params - archlang.compile_spec(
+        GATED_IN_REPEAT.replace("repeat(3,", "repeat(2,")).total_params
+    assert [curve.params[0] - p for p in curve.params] == [0, block, 2 * block, 3 * block]
+    # g(k) = 0 already switched block 2.1 off: removing it changes nothing
+    assert curve.accuracy[1] == curve.accuracy[0] == 100.0 - error_percent(run.model, loader)
+
+
+def test_random_pruning_orders_differ_per_seed_and_are_recorded():
+    run = _loaded(GATED_IN_REPEAT)
+    curve = prune(run, _Batches((1, 4, 4), 3), "random", steps=[0, 1], seeds=3)
+    assert curve.seeds == [0, 1, 2]
+    assert sorted(order[0] for order in curve.orders) == ["2.0", "2.1", "2.2"]  # three different first blocks
+    assert all(sorted(order) == ["2.0", "2.1", "2.2"] for order in curve.orders)
+    assert prune(run, _Batches((1, 4, 4), 3), "random", steps=[1], seeds=3).orders == curve.orders  # seeded
+
+
+def test_lesioning_finds_highway_layers_inside_repeat_of_a_let_definition():
+    spec = "let hw = highway(linear(12))\nseq(input(1, 4, 4), flatten, linear(12), repeat(3, hw), linear(3))"
+    run = _loaded(spec)
+    loader = _Batches((1, 4, 4), 3)
+    baseline, lesions = lesion(run, loader)
+    assert [(x.layer, x.module_path) for x in lesions] == [(1, "2.0"), (2, "2.1"), (3, "2.2")]
+    for x in lesions:
+        model = _loaded(spec).model
+        layer = model.get_submodule(x.module_path)
+        with torch.no_grad():
+            layer.t.weight.zero_()
+            layer.t.bias.fill_(-1e4)
+        assert x.error == pytest.approx(error_percent(model, loader))
+
+
+def test_gates_command_reports_gates_and_dirac_layers_inside_repeat(capsys):
+    spec = ("let g = gated(residual(seq(dirac(conv(4)), bn, relu)), k_init=0.5)\n"
+            "seq(input(3, 8, 8), conv(4), repeat(2, seq(repeat(2, g))), global_avgpool, linear(2))")
+    assert main(["gates", spec, "--no-data", "--json", "--out", "/tmp/archlang-gates-test"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["kind"], r["path"]) for r in rows if r["kind"] == "gate"] == [
+        ("gate", f"1.{i}.0.{j}.gate") for i in range(2) for j in range(2)]
+    assert sum(r["kind"] == "dirac" for r in rows) == 4 and all(
+        r["values"]["k"] == 0.5 for r in rows if r["kind"] == "gate")
