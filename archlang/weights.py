@@ -104,9 +104,11 @@ def _read_torch(path: Path) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # damaged pickles warn about odd protocols before failing
-            return torch.load(path, map_location="cpu", weights_only=True)
+            # A file object, not the path: given a path, torch.load goes by its suffix (.safetensors).
+            with open(path, "rb") as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err) or "GLOBAL" in str(err):
+        if "Weights only load failed" in str(err):  # torch's safe unpickler met something other than tensors
             raise ArchlangError("refused to load the weights: the file holds pickled objects other than tensors "
                                 "(nothing was run)", path=str(path), hint=_HINT) from None
         raise ArchlangError(_CORRUPT_TORCH, path=str(path)) from None
@@ -115,7 +117,8 @@ def _read_torch(path: Path) -> Any:
 
 
 def _type_name(value: object) -> str:
-    return {dict: "a mapping", list: "a list", tuple: "a tuple"}.get(type(value), f"a {type(value).__name__}")
+    name = {dict: "mapping", list: "list", tuple: "tuple"}.get(type(value), type(value).__name__)
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 def check_state(state: Any, where: str) -> dict[str, torch.Tensor]:

@@ -298,6 +298,7 @@ def test_lesioning_finds_highway_layers_inside_repeat_of_a_let_definition():
     run = _loaded(spec)
     loader = _Batches((1, 4, 4), 3)
     baseline, lesions = lesion(run, loader)
+    assert baseline == error_percent(run.model, loader)
     assert [(x.layer, x.module_path) for x in lesions] == [(1, "2.0"), (2, "2.1"), (3, "2.2")]
     for x in lesions:
         model = _loaded(spec).model

@@ -188,9 +188,10 @@ def run_fold(args: argparse.Namespace) -> int:
     compiled = compile_spec(spec_text)  # the folded network is an ordinary spec again
     data = weights_bytes(plain, out, {"spec": spec_text})
     # Both files or neither: each is renamed into place only once both are fully written.
-    with atomic_path(out, "the folded weights") as weights_tmp, atomic_path(spec_path, "the folded spec") as spec_tmp:
+    with atomic_path(out, "the folded weights") as weights_tmp:
         weights_tmp.write_bytes(data)
-        spec_tmp.write_text(f"# folded from: {run.compiled.canonical}\n{spec_text}\n")
+        with atomic_path(spec_path, "the folded spec") as spec_tmp:
+            spec_tmp.write_text(f"# folded from: {run.compiled.canonical}\n{spec_text}\n")
     result = {"weights": str(out), "spec": str(spec_path), "params_before": run.compiled.total_params,
               "params_after": compiled.total_params, "max_abs_diff": diff}
     _emit(args, "folded network", ["", "value"], [[k, v] for k, v in result.items()], result)

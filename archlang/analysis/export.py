@@ -43,8 +43,8 @@ def torchscript_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.trace(model.eval(), example)
-    buffer = io.BytesIO()
-    torch.jit.save(scripted, buffer)
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer)
     return buffer.getvalue()
 
 
