@@ -124,38 +124,6 @@ def run_gates(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights_file(arg: str | None) -> Path | None:
-    """The file a --weights argument reads (FILE of torchvision:NAME=FILE)."""
-    if not arg:
-        return None
-    return Path(arg.partition("=")[2]) if arg.startswith("torchvision:") else Path(arg)
-
-
-def _inputs(target: str, weights: str | None) -> list[Path]:
-    """Files an analysis reads, which no output of it may replace."""
-    path = Path(target)
-    files = [path / "spec.arch", path / "model.safetensors"] if path.is_dir() else [path] if path.is_file() else []
-    return files + [p for p in [_weights_file(weights)] if p is not None]
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-
-
-def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
-    """Refuse outputs that would overwrite an input, or each other, before any work is done."""
-    named = list(outputs.items())
-    for i, (what, out) in enumerate(named):
-        for source in inputs:
-            if _same_file(out, source):
-                raise ArchlangError(f"the {what} would overwrite the input {source}", path=str(out),
-                                    hint="choose another output path")
-        for other, other_out in named[i + 1:]:
-            if _same_file(out, other_out):
-                raise ArchlangError(f"the {what} and the {other} would be the same file", path=str(out),
-                                    hint="give them different paths")
-
-
 def _fold_paths(out: Path) -> tuple[Path, Path]:
     from archlang.weights import WEIGHT_SUFFIXES
 
@@ -169,6 +137,7 @@ def _fold_paths(out: Path) -> tuple[Path, Path]:
 def run_fold(args: argparse.Namespace) -> int:
     import torch
 
+    from archlang.analysis.outputs import check_outputs, inputs_of
     from archlang.analysis.run import load_run
     from archlang.analysis.transform import folded
     from archlang.compiler import compile_spec
@@ -177,7 +146,7 @@ def run_fold(args: argparse.Namespace) -> int:
     from archlang.weights import weights_bytes
 
     out, spec_path = _fold_paths(Path(args.out))
-    check_outputs({"folded weights": out, "folded spec": spec_path}, _inputs(args.run, args.weights))
+    check_outputs({"folded weights": out, "folded spec": spec_path}, inputs_of(args.run, args.weights))
     run = load_run(args.run, args.weights)
     network, plain = folded(run.model, run.compiled.network)
     torch.manual_seed(0)
@@ -230,13 +199,14 @@ def _recipe_init(compiled, recipe: str | None):
 
 def run_export(args: argparse.Namespace) -> int:
     from archlang.analysis.export import onnx_bytes, torchscript_bytes
+    from archlang.analysis.outputs import check_outputs, inputs_of
     from archlang.analysis.run import load_run
     from archlang.fileio import atomic_write_bytes
 
     if not args.onnx and not args.torchscript:
         raise ArchlangError("nothing to export", hint="give --onnx model.onnx and/or --torchscript model.ts")
     outputs = {what: Path(p) for what, p in (("ONNX model", args.onnx), ("TorchScript model", args.torchscript)) if p}
-    check_outputs(outputs, _inputs(args.target, args.weights))
+    check_outputs(outputs, inputs_of(args.target, args.weights))
     run = load_run(args.target, args.weights)
     shape = run.compiled.input_shape
     # Serialise everything first, so a failing exporter leaves no file behind.
@@ -250,7 +220,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, target: str = "run") -> None:
     p.add_argument(target, metavar=target.upper(), help="a run folder, or a spec with --weights")
-    p.add_argument("--weights", help="weights (.safetensors or .pt) to use instead of the run's")
+    p.add_argument("--weights", help="weights (.safetensors or .pt) to use instead of the run's; "
+                   "torchvision:NAME=FILE for a torchvision state dict (e.g. torchvision:resnet50=resnet50.pth), "
+                   "paired with the spec layer by layer")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
 
