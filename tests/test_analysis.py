@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from threads import one_thread  # noqa: F401 (autouse: one torch thread in this module)
 
 import archlang
 from archlang.analysis.prune import lesion, prune
@@ -19,15 +20,6 @@ from archlang.train import TrainOptions, train
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_mnist = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(), reason="../shared/data/MNIST absent")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors on 2 shared cores: one thread is faster and immune to OpenMP contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _train(tmp: Path, spec: str, name: str, recipe: str | None = None) -> Path:

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 models = pytest.importorskip("torchvision.models")
 
 import reference_nets as R
+from threads import one_thread  # noqa: F401 (autouse: one torch thread in this module)
 
 import archlang
 from archlang.cli import main
@@ -35,14 +36,6 @@ seq(input(3, 64, 64), conv(64, kernel=7, stride=2), bn, relu, maxpool(kernel=3, 
     first1, repeat(2, unit1), first2, repeat(3, unit2), first3, repeat(5, unit3), first4, repeat(2, unit4),
     global_avgpool, linear(1000))
 """
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _torchvision(name: str, only_statistics: bool = False) -> torch.nn.Module:

@@ -29,14 +29,6 @@ FULL_HINT = "hint: the disk is full: free some space and run the command again (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(spec: str = SPEC) -> torch.nn.Module:
     torch.manual_seed(0)
     return archlang.compile(spec).eval()
@@ -396,3 +388,14 @@ def test_mutated_weights_files_never_escape_as_anything_but_one_message(tmp_path
             assert "\n" not in err.message and len(err.render()) < 400
             outcomes["refused"] += 1
     assert outcomes["refused"] > 100
+
+
+def test_export_over_its_own_spec_or_weights_is_refused(run_folder: Path, capsys):
+    spec = run_folder.parent / "net.arch"
+    spec.write_text(SPEC)
+    weights = run_folder / "model.safetensors"
+    refused(["export", str(spec), "--weights", str(weights), "--onnx", str(spec)], capsys, f"{spec}: error: the ONNX "
+            f"model would overwrite the input {spec}\nhint: choose another output path", run_folder.parent)
+    refused(["export", str(spec), "--weights", str(weights), "--torchscript", str(weights)], capsys,
+            f"{weights}: error: the TorchScript model would overwrite the input {weights}\nhint: choose another "
+            "output path", run_folder.parent)
