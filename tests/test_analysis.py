@@ -310,3 +310,33 @@ def test_gates_command_reports_gates_and_dirac_layers_inside_repeat(capsys):
         ("gate", f"1.{i}.0.{j}.gate") for i in range(2) for j in range(2)]
     assert sum(r["kind"] == "dirac" for r in rows) == 4 and all(
         r["values"]["k"] == 0.5 for r in rows if r["kind"] == "gate")
+
+
+def test_every_site_path_is_its_module_in_the_built_network():
+    from archlang.analysis.sites import sites
+
+    spec = ("let unit = residual(seq(conv(8), bn), pre=seq(bn, relu), shortcut=seq(conv(8, kernel=1), bn), post=relu)\n"
+            "seq(input(3, 8, 8), conv(8), repeat(2, unit), gated(residual(seq(dirac(conv(8)), bn))), "
+            "gated(seq(conv(8), relu)), highway(conv(8)), global_avgpool, flatten, linear(3))")
+    compiled = archlang.compile_spec(spec)
+    model = compiled.build()
+    leaves = {"conv": torch.nn.Conv2d, "batchnorm": torch.nn.BatchNorm2d, "relu": torch.nn.ReLU,
+              "dirac": archlang.build.DiracConv2d, "highway": Highway, "linear": torch.nn.Linear}
+    found = list(sites(compiled.network))
+    assert len(found) == 2 + 2 * 11 + 4 + 4 + 4  # every node: per unit residual, 3 seqs, 7 layers
+    for site in found:
+        module = model.get_submodule(site.path)
+        if site.kind in leaves:
+            assert isinstance(module, leaves[site.kind]), site
+    outputs = {}
+
+    def record(path: str):
+        def hook(module, args, out) -> None:
+            outputs[path] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]))
+        return hook
+
+    for site in found:
+        model.get_submodule(site.path).register_forward_hook(record(site.path))
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, 8, 8))
+    assert {s.path: (s.in_shape, s.out_shape) for s in found} == outputs
