@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
+
+from archlang.fileio import atomic_write_bytes
 
 
 def _pyplot():
@@ -24,9 +27,16 @@ def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> N
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=8)
     ax.legend()
+    _save(plt, fig, path)
+
+
+def _save(plt, fig, path: Path) -> None:
+    """Render in memory and write atomically: a full disk leaves the previous figure, not half a PNG."""
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue(), "the plot")
 
 
 def plot_prune(curves: Sequence, path: Path, title: str) -> None:
@@ -68,7 +78,5 @@ def plot_gates(rows: Sequence, activity: dict[str, float], path: Path, title: st
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True

@@ -399,3 +399,11 @@ def test_export_over_its_own_spec_or_weights_is_refused(run_folder: Path, capsys
     refused(["export", str(spec), "--weights", str(weights), "--torchscript", str(weights)], capsys,
             f"{weights}: error: the TorchScript model would overwrite the input {weights}\nhint: choose another "
             "output path", run_folder.parent)
+
+
+def test_a_plot_on_a_full_disk_keeps_the_previous_figure(tmp_path: Path, capsys, monkeypatch):
+    spec = "let g = gated(residual(seq(conv(4), bn)))\nseq(input(3, 8, 8), conv(4), repeat(2, g), global_avgpool, linear(2))"
+    (tmp_path / "gates.png").write_bytes(b"the previous figure")
+    monkeypatch.setattr(os, "fsync", _no_space)
+    refused(["gates", spec, "--no-data", "--out", str(tmp_path)], capsys, f"{tmp_path / 'gates.png'}: error: "
+            f"cannot write the plot: No space left on device\n{FULL_HINT}", tmp_path)
