@@ -10,6 +10,9 @@ from typing import Any
 from archlang.errors import ArchlangError
 from archlang.train.recipes import DATASETS
 
+# sdi builds the network once per sample: a bound keeps a typo from running for hours.
+MAX_SAMPLES = 1000
+
 
 def _print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
@@ -172,6 +175,9 @@ def run_sdi(args: argparse.Namespace) -> int:
     from archlang.compiler import compile_spec
     from archlang.parser import read_source
 
+    if not 1 <= args.samples <= MAX_SAMPLES:
+        raise ArchlangError(f"--samples must be from 1 to {MAX_SAMPLES}, got {args.samples}",
+                            hint="the number of initialisations to average, e.g. --samples 10")
     compiled = compile_spec(read_source(args.spec))
     init = he_init if args.init == "he" else _recipe_init(compiled, args.recipe)
     rows = sdi(compiled, args.samples, args.c, init)

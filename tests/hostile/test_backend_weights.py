@@ -340,6 +340,8 @@ def test_outputs_on_a_read_only_file_system(run_folder: Path, capsys, tiny_mount
      "--subset 1000 for the first 1000 images; leave it out for all")),
     (["lesion", "RUN", "--subset", "0"], ("error: --subset must be a positive number of images, got 0\nhint: e.g. "
      "--subset 1000 for the first 1000 images; leave it out for all")),
+    (["sdi", SPEC, "--samples", "0"], ("error: --samples must be from 1 to 1000, got 0\nhint: the number of "
+     "initialisations to average, e.g. --samples 10")),
     (["gates", "RUN", "--subset", "-1"], ("error: --subset must be a positive number of images, got -1\nhint: e.g. "
      "--subset 1000 for the first 1000 images; leave it out for all")),
 ])
