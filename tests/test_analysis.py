@@ -18,27 +18,23 @@ from archlang.cli import main
 from archlang.layers.highway import Highway
 from archlang.train import TrainOptions, train
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_mnist = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(), reason="../shared/data/MNIST absent")
 
-
-def _train(tmp: Path, spec: str, name: str, recipe: str | None = None) -> Path:
+def _train(tmp: Path, data: Path, spec: str, name: str, recipe: str | None = None) -> Path:
     opts = TrainOptions(progress=False, log=lambda message: None)
     return train(archlang.compile_spec(spec), recipe=recipe, overrides={"epochs": 1, "batch_size": 32}, out=tmp,
-                 name=name, data_dir=SHARED, subset=320, options=opts)
+                 name=name, data_dir=data, subset=320, options=opts)
 
 
 @pytest.fixture(scope="module")
-def gated_run(tmp_path_factory) -> Path:
-    return _train(tmp_path_factory.mktemp("runs"), "mlp(depth=6, width=24, block=gated(residual))", "gated")
+def gated_run(tmp_path_factory, shared_mnist: Path) -> Path:
+    return _train(tmp_path_factory.mktemp("runs"), shared_mnist, "mlp(depth=6, width=24, block=gated(residual))", "gated")
 
 
 @pytest.fixture(scope="module")
-def highway_run(tmp_path_factory) -> Path:
-    return _train(tmp_path_factory.mktemp("runs"), "mlp(depth=3, width=24, block=highway, bn=false)", "highway")
+def highway_run(tmp_path_factory, shared_mnist: Path) -> Path:
+    return _train(tmp_path_factory.mktemp("runs"), shared_mnist, "mlp(depth=3, width=24, block=highway, bn=false)", "highway")
 
 
-@needs_mnist
 def test_greedy_pruning_removes_smallest_gates_first_and_rebuilds_smaller_networks(gated_run: Path):
     run = load_run(str(gated_run))
     loader = data_loader(run, "test", None)
@@ -54,7 +50,6 @@ def test_greedy_pruning_removes_smallest_gates_first_and_rebuilds_smaller_networ
     assert [curve.params[0] - p for p in curve.params] == [0, block_params, 2 * block_params, 3 * block_params]
 
 
-@needs_mnist
 def test_random_pruning_spread_vanishes_at_both_ends(gated_run: Path):
     run = load_run(str(gated_run))
     loader = data_loader(run, "test", None, subset=500)
@@ -64,7 +59,6 @@ def test_random_pruning_spread_vanishes_at_both_ends(gated_run: Path):
     assert curve.accuracy[0] == greedy.accuracy[0] and curve.accuracy[-1] == pytest.approx(greedy.accuracy[-1])
 
 
-@needs_mnist
 def test_lesioning_equals_closing_the_transform_gate(highway_run: Path):
     run = load_run(str(highway_run))
     loader = data_loader(run, "train", None, subset=320)
@@ -81,7 +75,6 @@ def test_lesioning_equals_closing_the_transform_gate(highway_run: Path):
         assert x.error == pytest.approx(error_percent(model, loader))
 
 
-@needs_mnist
 def test_gates_command_reports_mean_k_of_the_run(gated_run: Path, capsys):
     assert main(["gates", str(gated_run), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -90,7 +83,6 @@ def test_gates_command_reports_mean_k_of_the_run(gated_run: Path, capsys):
     assert len(data["rows"]) == 3 and (gated_run / "analysis" / "gates.png").is_file()
 
 
-@needs_mnist
 def test_highway_gate_activity_is_a_mean_sigmoid(highway_run: Path, capsys):
     assert main(["gates", str(highway_run), "--json", "--subset", "200"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
