@@ -332,3 +332,38 @@ def test_every_site_path_is_its_module_in_the_built_network():
     with torch.no_grad():
         model.eval()(torch.randn(1, 3, 8, 8))
     assert {s.path: (s.in_shape, s.out_shape) for s in found} == outputs
+
+
+# ---- ... and inside parameterised user definitions (let f(x) = ...) ---------------------------------
+
+PARAMETERISED = """
+let unit(w, k=1.0) = gated(residual(seq(conv(w), bn, relu, dirac(conv(w)), bn), post=relu), k_init=k)
+let hw(w) = highway(linear(w))
+let stage(w, n) = repeat(n, unit(w))
+seq(input(3, 8, 8), conv(4), stage(4, 2), unit(4, k=0.5), conv(8), stage(8, 2), global_avgpool, flatten,
+    linear(6), hw(6), repeat(2, hw(6)), linear(3))
+"""
+
+
+def test_every_analysis_reaches_layers_inside_parameterised_definitions(capsys):
+    from archlang.ir.text import to_spec
+
+    compiled, model = _calibrated(PARAMETERISED, batches=1, batch=8)
+    network, plain = folded(model, compiled.network)
+    assert "bn" not in to_spec(network) and "dirac" not in to_spec(network)
+    x = torch.randn(4, *compiled.input_shape)
+    with torch.no_grad():
+        assert float((model(x) - plain(x)).abs().max()) < 1e-5
+    blocks = removable_blocks(compiled.network)
+    assert [(b.module_path, b.kind) for b in blocks] == [
+        ("1.0", "gated"), ("1.1", "gated"), ("2", "gated"), ("4.0", "gated"), ("4.1", "gated"),
+        ("8", "highway"), ("9.0", "highway"), ("9.1", "highway")]
+    run = _loaded(PARAMETERISED)
+    loader = _Batches((3, 8, 8), 3)
+    assert prune(run, loader, "greedy").order[0] == "2"  # k_init=0.5: the smallest gate
+    assert [x.module_path for x in lesion(run, loader)[1]] == ["8", "9.0", "9.1"]
+    from archlang.analysis.gates import gate_rows
+
+    rows = gate_rows(run.model)
+    assert [r.path for r in rows if r.kind == "gate"] == ["1.0.gate", "1.1.gate", "2.gate", "4.0.gate", "4.1.gate"]
+    assert [r.path for r in rows if r.kind == "highway"] == ["8", "9.0", "9.1"]
