@@ -15,6 +15,7 @@ from archlang.analysis.run import data_loader, error_percent, load_run
 from archlang.analysis.sdi import he_init, sdi
 from archlang.analysis.transform import folded, removable_blocks
 from archlang.cli import main
+from archlang.layers.dirac import DiracConv2d
 from archlang.layers.highway import Highway
 from archlang.train import TrainOptions, train
 
@@ -309,13 +310,14 @@ def test_every_site_path_is_its_module_in_the_built_network():
 
     spec = ("let unit = residual(seq(conv(8), bn), pre=seq(bn, relu), shortcut=seq(conv(8, kernel=1), bn), post=relu)\n"
             "seq(input(3, 8, 8), conv(8), repeat(2, unit), gated(residual(seq(dirac(conv(8)), bn))), "
-            "gated(seq(conv(8), relu)), highway(conv(8)), global_avgpool, flatten, linear(3))")
+            "gated(seq(conv(8), relu)), highway(conv(8)), concat(seq(conv(4), bn), conv(4, kernel=1)), "
+            "add(conv(8), seq(conv(8), bn)), global_avgpool, flatten, linear(3))")
     compiled = archlang.compile_spec(spec)
     model = compiled.build()
     leaves = {"conv": torch.nn.Conv2d, "batchnorm": torch.nn.BatchNorm2d, "relu": torch.nn.ReLU,
-              "dirac": archlang.build.DiracConv2d, "highway": Highway, "linear": torch.nn.Linear}
+              "dirac": DiracConv2d, "highway": Highway, "linear": torch.nn.Linear}
     found = list(sites(compiled.network))
-    assert len(found) == 2 + 2 * 11 + 4 + 4 + 4  # every node: per unit residual, 3 seqs, 7 layers
+    assert len(found) == 2 + 2 * 11 + 4 + 4 + 1 + 5 + 5 + 3  # every node: per unit residual, 3 seqs, 7 layers
     for site in found:
         module = model.get_submodule(site.path)
         if site.kind in leaves:
@@ -367,3 +369,25 @@ def test_every_analysis_reaches_layers_inside_parameterised_definitions(capsys):
     rows = gate_rows(run.model)
     assert [r.path for r in rows if r.kind == "gate"] == ["1.0.gate", "1.1.gate", "2.gate", "4.0.gate", "4.1.gate"]
     assert [r.path for r in rows if r.kind == "highway"] == ["8", "9.0", "9.1"]
+
+
+BRANCHED = """
+let unit(w) = residual(seq(conv(w), bn, relu, conv(w), bn), post=relu)
+seq(input(3, 8, 8), conv(8), concat(seq(conv(4), bn, relu), repeat(2, unit(8))), add(seq(conv(12), bn), unit(12)),
+    global_avgpool, linear(3))
+"""
+
+
+def test_fold_and_prune_reach_into_concat_and_add_branches():
+    from archlang.ir.text import to_spec
+
+    compiled, model = _calibrated(BRANCHED, batches=1, batch=8)
+    network, plain = folded(model, compiled.network)
+    assert "bn" not in to_spec(network)
+    x = torch.randn(4, *compiled.input_shape)
+    with torch.no_grad():
+        assert float((model(x) - plain(x)).abs().max()) < 1e-5
+    assert [b.module_path for b in removable_blocks(compiled.network)] == ["1.1.0", "1.1.1", "2.1"]
+    run = _loaded(BRANCHED)
+    curve = prune(run, _Batches((3, 8, 8), 3), "random", steps=[0, 3], seeds=2)
+    assert curve.params[0] - curve.params[1] == 2 * (2 * (8 * 8 * 9) + 4 * 8) + 2 * (12 * 12 * 9) + 4 * 12

@@ -2,10 +2,11 @@
 
 Every analysis that finds layers (pruning, lesioning, folding) walks the IR through this one
 module, so no analysis stops at the top level: a block inside `repeat`, a `let` definition,
-a residual body or a gate is found like a top-level one. The names are the ones
-archlang.build gives the modules (nn.Sequential indices, Residual's pre/body/shortcut/post,
-GatedLayer's layer), so a site's path is its key in `model.named_modules()` and the prefix
-of its weights in the state dict. Nothing here imports torch.
+a residual body, a concat/add branch or a gate is found like a top-level one. The names are the
+ones the container kinds of archlang.kinds give their children (nn.Sequential indices, Residual's
+pre/body/shortcut/post, GatedLayer's layer, the branches' indices), so a site's path is its key in
+`model.named_modules()` and the prefix of its weights in the state dict; test_analysis checks
+every site against a built module. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from archlang import infer
 from archlang.ir import core
 from archlang.ir.base import IRNode
+from archlang.kinds import module_name
 
 Shape = infer.Shape
 
@@ -26,6 +28,8 @@ def children(node: IRNode) -> list[tuple[str, IRNode]]:
         return [(str(i), item) for i, item in enumerate(node.items)]
     if isinstance(node, core.Repeat):  # n modules, all built from the one block
         return [(str(i), node.block) for i in range(node.n)]
+    if isinstance(node, core.Concat | core.Add):
+        return [(str(i), branch) for i, branch in enumerate(node.branches)]
     if isinstance(node, core.Gated) and isinstance(node.block, core.Residual):
         return children(node.block)  # a gated residual is one Residual module holding a gate
     if isinstance(node, core.Gated) and isinstance(node.block, IRNode):
@@ -42,7 +46,7 @@ def join(path: str, name: str) -> str:
 
 def top_level(network: core.Seq) -> list[tuple[str, IRNode]]:
     """The network's items after input(...), under their module names ('0' is the first layer)."""
-    return [(str(i), item) for i, item in enumerate(network.items[1:])]
+    return [(module_name(i), item) for i, item in enumerate(network.items) if i > 0]
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,11 @@ def _sites(node: IRNode, path: str, shape: Shape, out_shapes: dict[str, Shape]) 
 
 def _child_inputs(node: IRNode, path: str, shape: Shape,
                   out_shapes: dict[str, Shape]) -> list[tuple[str, IRNode, Shape]]:
-    """Each child with the shape it receives: a chain in seq/repeat; in a residual, pre feeds the
-    body and a shortcut node, and post receives the sum (the body's shape)."""
+    """Each child with the shape it receives: a chain in seq/repeat; every branch of concat/add sees
+    the input; in a residual, pre feeds the body and a shortcut node, and post receives the sum."""
     named = children(node)
+    if isinstance(node, core.Concat | core.Add):
+        return [(name, child, shape) for name, child in named]
     if isinstance(node, core.Residual) or (isinstance(node, core.Gated) and isinstance(node.block, core.Residual)):
         pre_out = out_shapes.get(join(path, "pre"), shape)
         body_out = out_shapes.get(join(path, "body"), shape)
@@ -108,6 +114,9 @@ def _replace(node: IRNode, path: str, replacements: dict[str, IRNode]) -> IRNode
         return node
     if isinstance(node, core.Seq | core.Repeat):
         return core.Seq(items=[_replace(child, join(path, name), replacements) for name, child in children(node)])
+    if isinstance(node, core.Concat | core.Add):
+        return node.model_copy(update={"branches": [_replace(child, join(path, name), replacements)
+                                                    for name, child in children(node)]})
     if isinstance(node, core.Gated) and isinstance(node.block, core.Residual):
         return node.model_copy(update={"block": _replace_fields(node.block, path, replacements)})
     if isinstance(node, core.Gated) and isinstance(node.block, IRNode):

@@ -101,6 +101,8 @@ def fold(node: IRNode, module: nn.Module) -> tuple[IRNode, nn.Module]:
         return core.Seq(items=_fuse_chain(list(out), list(out.values()), module)), module
     if isinstance(node, core.Repeat):  # every copy folds to the same IR; each keeps its own weights
         return node.model_copy(update={"block": out["0"]}), module
+    if isinstance(node, core.Concat | core.Add):
+        return node.model_copy(update={"branches": list(out.values())}), module
     if isinstance(node, core.Gated) and isinstance(node.block, core.Residual):
         return node.model_copy(update={"block": node.block.model_copy(update=out)}), module
     if isinstance(node, core.Gated):
