@@ -1,0 +1,177 @@
+"""Layers of G copies of one network, computed together.
+
+Every parameter and buffer has the copies on a leading axis of length G, under the single
+layer's name, so copy i's state_dict is `{name: tensor[i]}` (state.py). Two activation layouts,
+told apart by rank, keep every op free of copies:
+
+- features, 3-D (G, F, B): a linear layer is one batched matmul W (G, O, I) @ x (G, I, B), and
+  batch norm sees (1, G*F, B), i.e. G*F channels each normalised over its copy's batch;
+- images, 4-D (B, G*C, H, W): a conv is a grouped conv (groups=G), batch norm and pooling act on
+  G*C channels, which is exactly each copy's C channels side by side.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def is_features(x: torch.Tensor) -> bool:
+    return x.dim() == 3
+
+
+def per_copy(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """x scaled by one scalar per copy, g of shape (G,), in either layout."""
+    if is_features(x):
+        return x * g.view(-1, 1, 1)
+    b, gc, h, w = x.shape
+    return (x.view(b, g.numel(), -1) * g.view(1, -1, 1)).view(b, gc, h, w)
+
+
+def _stacked(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([t.detach() for t in tensors])
+
+
+class GLinear(nn.Module):
+    """G linear layers: y_g = W_g x_g + b_g on (G, I, B) activations."""
+
+    def __init__(self, singles: list[nn.Linear]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(_stacked([m.weight for m in singles]))
+        self.bias = nn.Parameter(_stacked([m.bias for m in singles])) if singles[0].bias is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bias is None:
+            return torch.bmm(self.weight, x)
+        return torch.baddbmm(self.bias.unsqueeze(-1), self.weight, x)
+
+
+class GConv2d(nn.Module):
+    """G convolutions as one grouped convolution on (B, G*C, H, W)."""
+
+    def __init__(self, singles: list[nn.Conv2d]) -> None:
+        super().__init__()
+        first = singles[0]
+        if first.groups != 1 or first.dilation != (1, 1) or first.padding_mode != "zeros":
+            raise TypeError(f"no grouped form of {first!r}")  # the builder makes none of these
+        self.stride, self.padding = first.stride, first.padding
+        self.weight = nn.Parameter(_stacked([m.weight for m in singles]))
+        self.bias = nn.Parameter(_stacked([m.bias for m in singles])) if first.bias is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, o = self.weight.shape[:2]
+        bias = self.bias.view(-1) if self.bias is not None else None
+        return F.conv2d(x, self.weight.view(g * o, *self.weight.shape[2:]), bias, self.stride, self.padding,
+                        groups=g)
+
+
+class GBatchNorm(nn.Module):
+    """G batch norms as one over the G*C channels; running statistics are (G, C) buffers."""
+
+    def __init__(self, singles: list[nn.modules.batchnorm._BatchNorm]) -> None:
+        super().__init__()
+        first = singles[0]
+        if any(m.momentum != first.momentum or m.eps != first.eps for m in singles):
+            raise ValueError("the copies' batch norms differ in momentum or eps")  # one spec: never
+        self.momentum, self.eps = first.momentum, first.eps
+        self.weight = nn.Parameter(_stacked([m.weight for m in singles]))
+        self.bias = nn.Parameter(_stacked([m.bias for m in singles]))
+        self.register_buffer("running_mean", _stacked([m.running_mean for m in singles]).clone())
+        self.register_buffer("running_var", _stacked([m.running_var for m in singles]).clone())
+        self.register_buffer("num_batches_tracked", _stacked([m.num_batches_tracked for m in singles]).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        flat = x.view(1, -1, x.shape[2]) if is_features(x) else x
+        # The (G*C,) views share the buffers' storage, so batch_norm's in-place update lands in them.
+        y = F.batch_norm(flat, self.running_mean.view(-1), self.running_var.view(-1), self.weight.view(-1),
+                         self.bias.view(-1), self.training, self.momentum, self.eps)
+        return y.view_as(x)
+
+
+class GFlatten(nn.Module):
+    """Images (B, G*C, H, W) to features (G, C*H*W, B); features pass through."""
+
+    def __init__(self, copies: int) -> None:
+        super().__init__()
+        self.copies = copies
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if is_features(x):
+            return x
+        return x.reshape(x.shape[0], self.copies, -1).permute(1, 2, 0).contiguous()
+
+
+class GGate(nn.Module):
+    """G residual gates: k of shape (G,), g(k) = ReLU(k) per copy (Gated ResNets eq. 1)."""
+
+    def __init__(self, singles: list[nn.Module]) -> None:
+        super().__init__()
+        self.k = nn.Parameter(_stacked([m.k for m in singles]))
+
+    def forward(self) -> torch.Tensor:
+        return torch.relu(self.k)
+
+
+class GGatedLayer(nn.Module):
+    """u = g(k)·f(x) + (1 - g(k))·x per copy, as archlang.layers.gate.GatedLayer."""
+
+    def __init__(self, layer: nn.Module, gate: GGate) -> None:
+        super().__init__()
+        self.layer = layer
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gate()
+        return per_copy(self.layer(x), g) + per_copy(x, 1 - g)
+
+
+class GHighway(nn.Module):
+    """y = H(x)·T(x) + x·(1 - T(x)) per copy (Highway eq. 3), H and T grouped layers."""
+
+    def __init__(self, h: nn.Module, t: nn.Module, activation: str) -> None:
+        super().__init__()
+        self.h = h
+        self.t = t
+        self._act = torch.relu if activation == "relu" else torch.tanh
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.sigmoid(self.t(x))
+        return self._act(self.h(x)) * t + x * (1 - t)
+
+
+class GZeroPad(nn.Module):
+    """He et al.'s option A per copy: subsample, then zero channels after each copy's own."""
+
+    def __init__(self, copies: int, stride: int, extra_channels: int) -> None:
+        super().__init__()
+        self.copies, self.stride, self.extra_channels = copies, stride, extra_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        b, gc, h, w = x.shape
+        padded = F.pad(x.reshape(b, self.copies, gc // self.copies, h, w), (0, 0, 0, 0, 0, self.extra_channels))
+        return padded.view(b, -1, h, w)
+
+
+class GResidual(nn.Module):
+    """post(g·body(pre(x)) + shortcut), as archlang.layers.residual.Residual, per copy."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None, pre: nn.Module | None,
+                 post: nn.Module | None, gate: GGate | None) -> None:
+        super().__init__()
+        self.pre = pre
+        self.body = body
+        self.shortcut = shortcut
+        self.post = post
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = self.pre(x) if self.pre is not None else x
+        y = self.body(o)
+        if self.gate is not None:
+            y = per_copy(y, self.gate())
+        y = y + (self.shortcut(o) if self.shortcut is not None else x)
+        return self.post(y) if self.post is not None else y

@@ -1,0 +1,148 @@
+"""G copies of one network as one module, built from G single modules so that copy i starts
+exactly as a single run of its seed does (same builder, same RNG draws, same init hook).
+
+Data layout: the model takes x of shape (G, B, *input) -- copy g's batch is x[g], drawn in its
+own seed's order -- and returns logits (G, B, classes). `grouped_loss` sums the copies' mean
+cross-entropies: the copies share no parameter, so each copy's gradient is its single run's.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archlang.build import build
+from archlang.errors import ArchlangError, Source
+from archlang.grouped import layers as G
+from archlang.ir import core
+from archlang.ir.base import IRNode
+from archlang.layers.gate import GatedLayer, ResidualGate
+from archlang.layers.highway import Highway
+from archlang.layers.residual import Residual, ZeroPadShortcut
+
+# IR kinds with a grouped form; everything else is refused by name before anything is built.
+SUPPORTED_KINDS = ("input", "linear", "conv", "batchnorm", "relu", "tanh", "sigmoid", "identity", "flatten",
+                   "dropout", "maxpool", "avgpool", "global_avgpool", "seq", "repeat", "residual", "gated",
+                   "highway")
+# Stateless layers that act per element or per channel: one instance serves all copies.
+_SHARED = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.Dropout, nn.MaxPool2d, nn.AvgPool2d,
+           nn.AdaptiveAvgPool2d)
+
+InitHook = Callable[[nn.Module, int], None]
+
+
+def _children(node: IRNode) -> list[IRNode]:
+    found: list[IRNode] = []
+    for value in node.__dict__.values():
+        for child in value if isinstance(value, list) else [value]:
+            if isinstance(child, IRNode):
+                found.append(child)
+    return found
+
+
+def check_supported(network: core.Seq, source: Source | None = None) -> None:
+    """Refuse, naming the kind and pointing at it, a network with a layer that has no grouped form."""
+    stack: list[IRNode] = [network]
+    while stack:
+        node = stack.pop()
+        kind = node.kind  # type: ignore[attr-defined]
+        if kind not in SUPPORTED_KINDS:
+            raise ArchlangError(f"grouped training (several copies in one process) does not support "
+                                f"{kind} layers", source=source, span=node.span,
+                                hint="train the copies one by one; grouped runs take " + ", ".join(SUPPORTED_KINDS))
+        stack.extend(reversed(_children(node)))  # pre-order: the first offender in the source
+
+
+def _convert_residual(singles: list[Residual], copies: int) -> G.GResidual:
+    def part(name: str) -> nn.Module | None:
+        parts = [getattr(m, name) for m in singles]
+        return convert(parts, copies) if parts[0] is not None else None
+
+    gate = G.GGate([m.gate for m in singles]) if singles[0].gate is not None else None
+    return G.GResidual(convert([m.body for m in singles], copies), part("shortcut"), part("pre"), part("post"), gate)
+
+
+def convert(singles: Sequence[nn.Module], copies: int) -> nn.Module:
+    """The grouped module of G corresponding single modules (same structure, own weights)."""
+    first = singles[0]
+    if isinstance(first, nn.Sequential):
+        return nn.Sequential(*[convert([m[i] for m in singles], copies) for i in range(len(first))])
+    if isinstance(first, nn.Linear):
+        return G.GLinear(list(singles))  # type: ignore[arg-type]
+    if isinstance(first, nn.Conv2d):
+        return G.GConv2d(list(singles))  # type: ignore[arg-type]
+    if isinstance(first, nn.modules.batchnorm._BatchNorm):
+        return G.GBatchNorm(list(singles))  # type: ignore[arg-type]
+    if isinstance(first, nn.Flatten):
+        return G.GFlatten(copies)
+    if isinstance(first, _SHARED):
+        return copy.deepcopy(first)
+    if isinstance(first, Highway):
+        return G.GHighway(convert([m.h for m in singles], copies), convert([m.t for m in singles], copies),
+                          first.activation)
+    if isinstance(first, Residual):
+        return _convert_residual(list(singles), copies)  # type: ignore[arg-type]
+    if isinstance(first, GatedLayer):
+        return G.GGatedLayer(convert([m.layer for m in singles], copies), G.GGate([m.gate for m in singles]))
+    if isinstance(first, ResidualGate):
+        return G.GGate(list(singles))
+    if isinstance(first, ZeroPadShortcut):
+        return G.GZeroPad(copies, first.stride, first.extra_channels)
+    # check_supported refuses the IR kinds behind any other module before we get here.
+    raise TypeError(f"no grouped form of {type(first).__name__}")
+
+
+class GroupedModel(nn.Sequential):
+    """G copies of a network built by archlang.build; state_dict names are the single network's,
+    each tensor with the copies on a leading axis (split_state gives copy i's ordinary state)."""
+
+    def __init__(self, singles: Sequence[nn.Sequential], input_shape: Sequence[int]) -> None:
+        super().__init__(*convert(singles, len(singles)))
+        self.copies = len(singles)
+        self.input_shape = tuple(input_shape)
+
+    @classmethod
+    def from_ir(cls, network: core.Seq, seeds: Sequence[int], init: InitHook | None = None,
+                source: Source | None = None) -> GroupedModel:
+        """Copy i is `torch.manual_seed(seeds[i]); build(network); init(module, i)`, as a single run.
+
+        The caller's global RNG state is left as it was.
+        """
+        check_supported(network, source)
+        if not seeds:
+            raise ArchlangError("grouped training needs at least one seed")
+        singles = []
+        with torch.random.fork_rng(devices=[]):
+            for i, seed in enumerate(seeds):
+                torch.manual_seed(seed)
+                single = build(network)
+                if init is not None:
+                    init(single, i)
+                singles.append(single)
+        return cls(singles, network.items[0].shape)  # type: ignore[union-attr]
+
+    def _to_internal(self, x: torch.Tensor) -> torch.Tensor:
+        copies, batch = x.shape[:2]
+        if tuple(x.shape[2:]) != self.input_shape or copies != self.copies:
+            raise ValueError(f"expected input (G={self.copies}, B, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(x.shape)}")
+        if len(self.input_shape) == 1 or isinstance(self[0], G.GFlatten):
+            return x.reshape(copies, batch, -1).transpose(1, 2).contiguous()
+        return x.transpose(0, 1).reshape(batch, -1, *self.input_shape[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(G, B, *input) -> (G, B, *output)."""
+        y = super().forward(self._to_internal(x))
+        if G.is_features(y):
+            return y.transpose(1, 2)
+        return y.view(y.shape[0], self.copies, -1, *y.shape[2:]).transpose(0, 1)
+
+
+def grouped_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-copy mean cross-entropy, shape (G,); backpropagate its sum."""
+    # (G, classes, B) against (G, B): cross_entropy's extra-dimension form, no copy of the logits.
+    return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(dim=1)
