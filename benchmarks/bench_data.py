@@ -3,6 +3,10 @@
 
     python benchmarks/bench_data.py --data-dir ../shared/data            # CIFAR-10, WRN-16-1
     python benchmarks/bench_data.py --data-dir ../shared/data --spec 'mlp(depth=100, width=50, block=gated(residual))' --recipe gated-mnist
+    python benchmarks/bench_data.py --smoke     # seconds: synthetic images, a small net, no data needed
+
+The data comes through the trainer's own functions (load_for_recipe, statistics, make_loader),
+so the benchmark follows the data API instead of its internals.
 
 Prints the wall time of both and their ratio (goal: at most 1.05).
 """
@@ -18,9 +22,10 @@ import torch.nn.functional as F
 
 import archlang
 from archlang.train import model_tools
-from archlang.train.data import BatchLoader, load_dataset
-from archlang.train.loop import _dataset_name, tune_allocator
+from archlang.train.data import Dataset, Split
+from archlang.train.loop import tune_allocator
 from archlang.train.recipes import build_recipe
+from archlang.train.sources import load_for_recipe, make_loader, statistics
 
 
 def _steps(model, optimizer, batches) -> float:
@@ -41,25 +46,41 @@ def _fresh(compiled, recipe):
     return model, model_tools.build_optimizer(model, recipe, torch.device("cpu"))
 
 
-def main() -> None:
+def _synthetic(compiled, recipe) -> Dataset:
+    """Random uint8 images of the spec's input shape: the smoke run needs no dataset on disk."""
+    g = torch.Generator().manual_seed(0)
+    shape, classes = compiled.input_shape, compiled.num_classes
+
+    def split(n: int) -> Split:
+        return Split(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
+                     torch.randint(0, classes, (n,), generator=g))
+    return Dataset("synthetic", split(4 * recipe.batch_size), split(recipe.batch_size), classes,
+                   torch.full((shape[0],), 0.5), torch.full((shape[0],), 0.25), "synthetic")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", default="wrn(depth=16, k=1)")
     parser.add_argument("--recipe", default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--steps", type=int, default=40, help="steps timed (a whole epoch takes minutes on 2 cores)")
     parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="synthetic images, a small net, 3 steps")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.spec, args.recipe, args.steps = "wrn(depth=10, k=1, input=[3, 16, 16])", "wrn-cifar", 3
     if args.threads:
         torch.set_num_threads(args.threads)
     tune_allocator()
 
     compiled = archlang.compile_spec(args.spec)
+    overrides = {"batch_size": 16} if args.smoke else None
     recipe = build_recipe(args.recipe, family=compiled.family, family_args=compiled.family_args,
-                          input_shape=compiled.input_shape).recipe
-    data = load_dataset(_dataset_name(recipe, compiled.num_classes), data_dir=args.data_dir)
-    loader = BatchLoader(data.train, batch_size=recipe.batch_size, mean=data.mean, std=data.std,
-                         normalize=recipe.normalize, device=torch.device("cpu"), train=True, crop_pad=recipe.crop_pad,
-                         pad_mode=recipe.pad_mode, flip=recipe.flip, seed=recipe.seed)
+                          input_shape=compiled.input_shape, overrides=overrides).recipe
+    data = _synthetic(compiled, recipe) if args.smoke else load_for_recipe(recipe, compiled.num_classes, args.data_dir)
+    mean, std = statistics(recipe, data)
+    loader = make_loader(data.train, recipe, train=True, batch_size=recipe.batch_size, seed=recipe.seed, mean=mean,
+                         std=std, normalize=recipe.normalize, device=torch.device("cpu"))
     steps = min(args.steps, len(loader))
 
     def pipeline():

@@ -8,6 +8,7 @@ folded. Three networks, one process, interleaved repeats, eval mode, no grad:
 Prints median seconds per batch and the ratios folded/unfolded and folded/plain.
 
     python benchmarks/bench_fold.py [--spec 'diracnet(depth=16, k=1)'] [--batch 64] [--repeats 7]
+    python benchmarks/bench_fold.py --smoke     # seconds: a small DiracNet, one repeat
 """
 
 from __future__ import annotations
@@ -40,14 +41,17 @@ def _time(model: torch.nn.Module, x: torch.Tensor, batches: int) -> float:
 
 
 @torch.no_grad()
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", default="diracnet(depth=16, k=1)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--batches", type=int, default=3, help="batches per timing")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = p.parse_args()
+    p.add_argument("--smoke", action="store_true", help="a small net, one repeat: checks the benchmark runs")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.spec, args.batch, args.batches, args.repeats = "diracnet(depth=10, k=0.5, input=[3, 16, 16])", 4, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     compiled = archlang.compile_spec(args.spec)

@@ -8,6 +8,7 @@ also compared, network by network.
     python benchmarks/bench_params.py
     python benchmarks/bench_params.py --repeats 1
     python benchmarks/bench_params.py --sweep "wrn(depth={16,28}, k={2,10})"
+    python benchmarks/bench_params.py --smoke   # seconds: a 2-network sweep, one repeat
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", default=SWEEP, help="the sweep spec (default: 8 depths x 5 widths = 40 WRNs)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved runs of each process (median reported)")
     p.add_argument("--goal", type=float, default=0.2, help="params/build time ratio to meet")
+    p.add_argument("--smoke", action="store_true", help="a 2-network sweep, one repeat: checks the benchmark runs")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.sweep, args.repeats = "wrn(depth={10,16}, k=1)", 1
 
     count_cmd = params_command(args.sweep)
     build_cmd = [sys.executable, "-c", BUILD_SCRIPT, args.sweep]

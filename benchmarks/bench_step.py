@@ -10,6 +10,7 @@ module must not interpret the IR at run time).
     python benchmarks/bench_step.py --steps 2 --repeats 3 --nets wrn-16-4
     python benchmarks/bench_step.py --device cuda --batch 128
     python benchmarks/bench_step.py --threads 0          # torch's default CPU threads
+    python benchmarks/bench_step.py --smoke              # seconds: the two FC pairs, batch 8, one step
 """
 
 from __future__ import annotations
@@ -105,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                         "busy machine multi-threaded CPU timings swing by tens of percent")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--goal", type=float, default=1.02, help="compiled/hand-written ratio to meet")
+    p.add_argument("--smoke", action="store_true", help="FC pairs, batch 8, one step: checks the benchmark runs")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.nets, args.batch, args.steps, args.repeats, args.warmup = ["gated-fc-d100", "highway-fc-50"], 8, 1, 1, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

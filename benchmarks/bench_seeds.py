@@ -1,0 +1,127 @@
+"""Many seeds at the price of one: a training step of G grouped copies against single steps.
+
+Both sides are the real training path: the single step is the trainer's (build, apply_init,
+build_optimizer of the recipe: flat NAdam for gated-mnist, fused SGD otherwise) and the grouped
+step is archlang.grouped's (one module for G copies, one flat optimizer step, per-copy batches).
+Each repeat times a few steps of each side, alternating which goes first; medians are compared.
+
+    python benchmarks/bench_seeds.py                   # the three acceptance figures, 1 and 2 threads
+    python benchmarks/bench_seeds.py --threads 1 --repeats 9
+    python benchmarks/bench_seeds.py --smoke           # seconds: tiny nets, checks it runs
+
+Figures: FC nets, G = 8 grouped step / one single step (goal <= 2.0, aim 1.5);
+wrn(depth=16, k=1), G = 4 grouped step / 4 single steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import archlang
+from archlang.grouped import CopyHyper, GroupedModel, grouped_loss, grouped_optimizer
+from archlang.train import model_tools
+from archlang.train.recipes import build_recipe
+
+# name -> (spec, recipe, copies, batch, single steps the grouped step is compared with)
+CASES = {
+    "gated-fc-d100": ("mlp(depth=100, width=50, block=gated(residual))", "gated-mnist", 8, 128, 1),
+    "highway-fc-50": ("mlp(depth=49, width=50, block=highway, bn=false)", "highway-mnist", 8, 100, 1),
+    "wrn-16-1": ("wrn(depth=16, k=1)", "wrn-cifar", 4, 128, 4),
+}
+SMOKE = {
+    "gated-fc-d100": ("mlp(depth=4, width=16, block=gated(residual))", "gated-mnist", 8, 16, 1),
+    "highway-fc-50": ("mlp(depth=3, width=16, block=highway, bn=false)", "highway-mnist", 8, 16, 1),
+    "wrn-16-1": ("wrn(depth=10, k=1, input=[3, 8, 8])", "wrn-cifar", 4, 8, 4),
+}
+
+
+def _timed(step: Callable[[], None], steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def _single_step(compiled, recipe, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    torch.manual_seed(recipe.seed)
+    model = compiled.build().train()
+    model_tools.apply_init(model, recipe)
+    optimizer = model_tools.build_optimizer(model, recipe, torch.device("cpu"))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return step
+
+
+def _grouped_step(compiled, recipe, copies: int, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    model = GroupedModel.from_ir(compiled.network, list(range(copies)),
+                                 init=lambda m, _i: model_tools.apply_init(m, recipe)).train()
+    optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(recipe)] * copies)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        grouped_loss(model(x), y).sum().backward()
+        optimizer.step()
+    return step
+
+
+def bench(name: str, case: tuple, args: argparse.Namespace) -> float:
+    spec, recipe_name, copies, batch, singles = case
+    compiled = archlang.compile_spec(spec)
+    recipe = build_recipe(recipe_name).recipe
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(copies, batch, *compiled.input_shape, generator=g)
+    y = torch.randint(0, compiled.num_classes, (copies, batch), generator=g)
+    single = _single_step(compiled, recipe, x[0], y[0])
+    grouped = _grouped_step(compiled, recipe, copies, x, y)
+    for step in (single, grouped):
+        _timed(step, args.warmup)
+    times: dict[str, list[float]] = {"single": [], "grouped": []}
+    for r in range(args.repeats):
+        order = [("single", single), ("grouped", grouped)]
+        for label, step in order[:: -1 if r % 2 else 1]:
+            times[label].append(_timed(step, args.steps))
+    s, gr = statistics.median(times["single"]), statistics.median(times["grouped"])
+    ratio = gr / (singles * s)
+    # The fastest repeat is the least disturbed by other processes on a shared machine.
+    fastest = min(times["grouped"]) / (singles * min(times["single"]))
+    against = "1 single step" if singles == 1 else f"{singles} single steps"
+    print(f"{name:14s} threads {torch.get_num_threads()}  G={copies}  single {s * 1e3:8.1f} ms/step  "
+          f"grouped {gr * 1e3:8.1f} ms/step  ratio vs {against}: {ratio:5.2f} (median), {fastest:5.2f} (fastest)")
+    return ratio
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nets", nargs="+", choices=sorted(CASES), default=list(CASES))
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU threads, one figure each")
+    p.add_argument("--steps", type=int, default=3, help="training steps per timed repeat")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median is reported)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--smoke", action="store_true", help="tiny nets, one repeat: checks the benchmark runs")
+    args = p.parse_args(argv)
+    cases = SMOKE if args.smoke else CASES
+    if args.smoke:
+        args.steps, args.repeats, args.warmup, args.threads = 1, 1, 1, [1]
+    print(f"training step, grouped copies vs single runs; {args.repeats} x {args.steps} steps, interleaved, median")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for name in args.nets:
+            bench(name, cases[name], args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
