@@ -21,14 +21,6 @@ def is_features(x: torch.Tensor) -> bool:
     return x.dim() == 3
 
 
-def per_copy(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """x scaled by one scalar per copy, g of shape (G,), in either layout."""
-    if is_features(x):
-        return x * g.view(-1, 1, 1)
-    b, gc, h, w = x.shape
-    return (x.view(b, g.numel(), -1) * g.view(1, -1, 1)).view(b, gc, h, w)
-
-
 def _stacked(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([t.detach() for t in tensors])
 
@@ -105,27 +97,22 @@ class GFlatten(nn.Module):
 
 
 class GGate(nn.Module):
-    """G residual gates: k of shape (G,), g(k) = ReLU(k) per copy (Gated ResNets eq. 1)."""
+    """G residual gates: k of shape (G,), g(k) = ReLU(k) per copy (Gated ResNets eq. 1).
 
-    def __init__(self, singles: list[nn.Module]) -> None:
+    g comes out shaped to broadcast over the activations, (G, 1, 1) for features or one value per
+    channel (1, G*C, 1, 1) for images, so archlang.layers' Residual and GatedLayer use it unchanged.
+    """
+
+    def __init__(self, singles: list[nn.Module], channels: int | None) -> None:
         super().__init__()
         self.k = nn.Parameter(_stacked([m.k for m in singles]))
+        self.channels = channels
 
     def forward(self) -> torch.Tensor:
-        return torch.relu(self.k)
-
-
-class GGatedLayer(nn.Module):
-    """u = g(k)·f(x) + (1 - g(k))·x per copy, as archlang.layers.gate.GatedLayer."""
-
-    def __init__(self, layer: nn.Module, gate: GGate) -> None:
-        super().__init__()
-        self.layer = layer
-        self.gate = gate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.gate()
-        return per_copy(self.layer(x), g) + per_copy(x, 1 - g)
+        g = torch.relu(self.k)
+        if self.channels is None:
+            return g.view(-1, 1, 1)
+        return g.repeat_interleave(self.channels).view(1, -1, 1, 1)
 
 
 class GHighway(nn.Module):
@@ -154,24 +141,3 @@ class GZeroPad(nn.Module):
         b, gc, h, w = x.shape
         padded = F.pad(x.reshape(b, self.copies, gc // self.copies, h, w), (0, 0, 0, 0, 0, self.extra_channels))
         return padded.view(b, -1, h, w)
-
-
-class GResidual(nn.Module):
-    """post(g·body(pre(x)) + shortcut), as archlang.layers.residual.Residual, per copy."""
-
-    def __init__(self, body: nn.Module, shortcut: nn.Module | None, pre: nn.Module | None,
-                 post: nn.Module | None, gate: GGate | None) -> None:
-        super().__init__()
-        self.pre = pre
-        self.body = body
-        self.shortcut = shortcut
-        self.post = post
-        self.gate = gate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        o = self.pre(x) if self.pre is not None else x
-        y = self.body(o)
-        if self.gate is not None:
-            y = per_copy(y, self.gate())
-        y = y + (self.shortcut(o) if self.shortcut is not None else x)
-        return self.post(y) if self.post is not None else y

@@ -20,7 +20,7 @@ from archlang.errors import ArchlangError, Source
 from archlang.grouped import layers as G
 from archlang.ir import core
 from archlang.ir.base import IRNode
-from archlang.layers.gate import GatedLayer, ResidualGate
+from archlang.layers.gate import GatedLayer
 from archlang.layers.highway import Highway
 from archlang.layers.residual import Residual, ZeroPadShortcut
 
@@ -57,13 +57,31 @@ def check_supported(network: core.Seq, source: Source | None = None) -> None:
         stack.extend(reversed(_children(node)))  # pre-order: the first offender in the source
 
 
-def _convert_residual(singles: list[Residual], copies: int) -> G.GResidual:
+def _gate(gates: list[nn.Module], body: nn.Module) -> G.GGate:
+    """The gates of G copies, shaped for the layout of the branch they scale (its last conv's channels)."""
+    convs = [m for m in body.modules() if isinstance(m, nn.Conv2d)]
+    if not convs and not any(isinstance(m, nn.Linear) for m in body.modules()):
+        # No families make such a branch; without a layer we cannot tell images from features.
+        raise ArchlangError("grouped training needs a conv or linear layer inside a gated block")
+    return G.GGate(gates, convs[-1].out_channels if convs else None)
+
+
+def _convert_residual(singles: list[Residual], copies: int) -> Residual:
     def part(name: str) -> nn.Module | None:
         parts = [getattr(m, name) for m in singles]
         return convert(parts, copies) if parts[0] is not None else None
 
-    gate = G.GGate([m.gate for m in singles]) if singles[0].gate is not None else None
-    return G.GResidual(convert([m.body for m in singles], copies), part("shortcut"), part("pre"), part("post"), gate)
+    first = singles[0]
+    gate = _gate([m.gate for m in singles], first.body) if first.gate is not None else None
+    # The single Residual computes post(g*body(pre(x)) + shortcut) on any layout once g broadcasts.
+    return Residual(convert([m.body for m in singles], copies), part("shortcut"), part("pre"), part("post"),
+                    gate)  # type: ignore[arg-type]
+
+
+def _convert_gated_layer(singles: list[GatedLayer], copies: int) -> GatedLayer:
+    grouped = GatedLayer(convert([m.layer for m in singles], copies))
+    grouped.gate = _gate([m.gate for m in singles], singles[0].layer)  # type: ignore[assignment]
+    return grouped
 
 
 def convert(singles: Sequence[nn.Module], copies: int) -> nn.Module:
@@ -87,9 +105,7 @@ def convert(singles: Sequence[nn.Module], copies: int) -> nn.Module:
     if isinstance(first, Residual):
         return _convert_residual(list(singles), copies)  # type: ignore[arg-type]
     if isinstance(first, GatedLayer):
-        return G.GGatedLayer(convert([m.layer for m in singles], copies), G.GGate([m.gate for m in singles]))
-    if isinstance(first, ResidualGate):
-        return G.GGate(list(singles))
+        return _convert_gated_layer(list(singles), copies)  # type: ignore[arg-type]
     if isinstance(first, ZeroPadShortcut):
         return G.GZeroPad(copies, first.stride, first.extra_channels)
     # check_supported refuses the IR kinds behind any other module before we get here.
