@@ -22,10 +22,9 @@ import torch.nn.functional as F
 
 import archlang
 from archlang.train import model_tools
-from archlang.train.data import Dataset, Split
+from archlang.train.data import Dataset, Split, load_for_recipe, make_loader, statistics
 from archlang.train.loop import tune_allocator
 from archlang.train.recipes import build_recipe
-from archlang.train.sources import load_for_recipe, make_loader, statistics
 
 
 def _steps(model, optimizer, batches) -> float:
