@@ -11,10 +11,11 @@ end the script prints seconds per epoch and the projected time of the whole sche
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
+
+from archlang.runs import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 391  # 50,000 CIFAR training images in batches of 128
@@ -40,19 +41,18 @@ def main() -> None:
         folder = runs / name
         argv = [sys.executable, "-m", "archlang", "train", spec, "--recipe", recipe, "--device", args.device,
                 "--channels-last", "--no-progress"]
-        argv += ["--resume", str(folder)] if (folder / "run.json").is_file() else ["--out", str(runs), "--name", name]
+        argv += ["--resume", str(folder)] if RunFolder(folder).is_run() else ["--out", str(runs), "--name", name]
         argv += ["--data-dir", args.data_dir] if args.data_dir else []
         argv += ["--bf16"] if args.bf16 else []
         # Stopping after N epochs (not changing the recipe's 200) keeps the run resumable to the end.
         argv += ["--max-steps", str(args.epochs * STEPS_PER_EPOCH)] if args.epochs else []
         print("+", " ".join(argv), flush=True)
         code = subprocess.call(argv, cwd=ROOT)
-        metrics = folder / "metrics.jsonl"
-        history = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.is_file() else []
+        history = RunFolder(folder).read_metrics()
         if history:
-            per_epoch = sum(h["seconds"] for h in history) / len(history)
+            per_epoch = sum(h.seconds for h in history) / len(history)
             print(f"{name}: {len(history)} epochs, {per_epoch:.1f} s per epoch, whole schedule about "
-                  f"{per_epoch * 200 / 3600:.1f} h; last test error {history[-1]['test_error']:.2f}%", flush=True)
+                  f"{per_epoch * 200 / 3600:.1f} h; last test error {history[-1].test_error:.2f}%", flush=True)
         if code != 0:
             sys.exit(code)
 

@@ -13,8 +13,6 @@ import statistics
 
 from jobs import ROOT, Job, merge_results, parser, plot_loss_panels, run_unless_collecting, summary
 
-from archlang.train.runfolder import read_metrics
-
 PAPER = "Gated ResNet (Savarese et al., later version)"
 DEPTHS = (2, 10, 20, 50, 100)
 # Table 1 test error (%) and Table 2 mean k, as printed.
@@ -66,7 +64,7 @@ def projected_wall_s(all_jobs: list[Job], parallel: int) -> dict[str, float]:
     """
     median = fastest = 0.0
     for job in all_jobs:
-        seconds = [r["seconds"] for r in read_metrics(job.folder)]
+        seconds = [r.seconds for r in job.run.read_metrics()]
         if seconds:
             median += statistics.median(seconds) * len(seconds)
             fastest += min(seconds) * len(seconds)

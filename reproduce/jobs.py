@@ -19,9 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from archlang.train.runfolder import read_metrics
+from archlang.runs import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "reproduce" / "runs"
@@ -39,6 +37,10 @@ class Job:
     def folder(self) -> Path:
         return RUNS / self.name
 
+    @property
+    def run(self) -> RunFolder:
+        return RunFolder(self.folder)
+
     def command(self, data_dir: str) -> str:
         """The command to record: what a user types (shell-quoted) to reproduce this run's numbers."""
         return shlex.join(["archlang", "train", self.spec, "--recipe", self.recipe, *self.trained_extra(),
@@ -50,19 +52,15 @@ class Job:
         A script collecting results may be called with other --epochs or --subset than the
         run was trained with; the recorded command must be the one that made the numbers.
         """
-        if not (self.folder / "run.json").is_file():
+        if not self.run.is_run():
             return list(self.extra)
         flags = list(self.extra)
         if "--epochs" in flags:  # without it the recipe's own epochs made the run
-            epochs = yaml.safe_load((self.folder / "recipe.resolved.yaml").read_text())["epochs"]
-            flags = _with_flag(flags, "--epochs", epochs)
-        return _with_flag(flags, "--subset", json.loads((self.folder / "run.json").read_text()).get("subset"))
+            flags = _with_flag(flags, "--epochs", self.run.read_recipe()["epochs"])
+        return _with_flag(flags, "--subset", self.run.read_info().subset)
 
     def status(self) -> str:
-        summary = self.folder / "summary.json"
-        if summary.is_file():
-            return json.loads(summary.read_text()).get("status", "unknown")
-        return "running" if (self.folder / "run.json").is_file() else "new"
+        return self.run.status()
 
 
 def _with_flag(flags: list[str], flag: str, value: object) -> list[str]:
@@ -79,7 +77,7 @@ def _with_flag(flags: list[str], flag: str, value: object) -> list[str]:
 
 
 def _argv(job: Job, data_dir: str, threads: int, time_limit: float | None) -> list[str]:
-    resuming = job.status() in ("running", "stopped", "unknown")
+    resuming = job.status() in ("running", "stopped", "interrupted", "failed")
     where = ["--resume", str(job.folder)] if resuming else ["--out", str(RUNS), "--name", job.name]
     # How long this invocation may train is not part of the run: it stays out of job.command.
     how = ["--threads", str(threads), "--no-progress", *(["--time-limit", f"{time_limit:.2f}"] if time_limit else [])]
@@ -121,8 +119,8 @@ def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int, time_li
 
 
 def summary(job: Job) -> dict | None:
-    path = job.folder / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    found = job.run.read_summary()
+    return found.as_dict() if found else None
 
 
 def merge_results(entries: list[dict], replace_prefix: tuple[str, str]) -> None:
@@ -160,9 +158,9 @@ def plot_loss_panels(panels: dict[str, list[tuple[str, Job]]], path: Path, ylabe
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), sharey=True, squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels.items()):
         for label, job in curves:
-            h = read_metrics(job.folder)
+            h = job.run.read_metrics()
             if h:
-                ax.semilogy([r["epoch"] for r in h], [r["train_loss"] for r in h], label=label)
+                ax.semilogy([r.epoch for r in h], [r.train_loss for r in h], label=label)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.legend()

@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 import archlang
+from archlang.runs import RunFolder
+from archlang.runs.checkpoint import list_checkpoints, read_checkpoint
 from archlang.train import TrainOptions, train
-from archlang.train.checkpoint import list_checkpoints, read_checkpoint
-from archlang.train.runfolder import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -27,6 +27,9 @@ pytestmark = [
     pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                        reason="torch.distributed with gloo is not available"),
 ]
+
+def read_metrics(folder: Path) -> list[dict]:
+    return [row.as_dict() for row in RunFolder(folder).read_metrics()]
 
 # No batchnorm: under DDP its statistics are per process (half batches), by design unlike one process.
 SPEC = "mlp(depth=2, width=16, bn=false)"

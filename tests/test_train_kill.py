@@ -16,13 +16,16 @@ import torch
 from safetensors.torch import load_file
 
 import archlang
+from archlang.runs import RunFolder
+from archlang.runs.checkpoint import list_checkpoints, read_checkpoint
 from archlang.train import TrainOptions, train
-from archlang.train.checkpoint import list_checkpoints, read_checkpoint
-from archlang.train.runfolder import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(), reason="../shared/data/MNIST absent")
+
+def read_metrics(folder: Path) -> list[dict]:
+    return [row.as_dict() for row in RunFolder(folder).read_metrics()]
 
 SPEC = "mlp(depth=4, width=24, block=gated(residual))"
 FLAGS = ["--epochs", "2", "--batch-size", "32", "--subset", "256", "--data-dir", str(SHARED), "--no-progress",

@@ -14,12 +14,15 @@ from torch import nn
 
 import archlang
 from archlang.errors import ArchlangError
+from archlang.runs import RunFolder
+from archlang.runs.checkpoint import list_checkpoints
 from archlang.train import TrainOptions, train
-from archlang.train.checkpoint import list_checkpoints
-from archlang.train.runfolder import read_metrics
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(), reason="../shared/data/MNIST absent")
+
+def read_metrics(folder: Path) -> list[dict]:
+    return [row.as_dict() for row in RunFolder(folder).read_metrics()]
 
 SPEC = "mlp(depth=4, width=24, block=gated(residual))"
 FAST = {"epochs": 2, "batch_size": 32}

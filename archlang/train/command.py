@@ -7,6 +7,7 @@ Importing this module must not import torch (the CLI registers every subcommand,
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", "--amp", dest="bf16", action="store_true", help="bf16 autocast (default: fp32 as the papers)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for conv nets")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--tf32", action="store_true", help="TF32 matmuls and convolutions on CUDA (faster; default: "
+                   "true fp32, as the papers)")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument("--workers", type=int, metavar="N", help="processes that decode ImageNet images "
                    "(default: up to 8, one core left free; 0: in the training process)")
@@ -91,27 +94,28 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _spec_source(args: argparse.Namespace):
     from archlang.errors import Source
     from archlang.parser import read_source
+    from archlang.runs import RunFolder
 
     if args.spec is not None:
         return read_source(args.spec)
     if args.resume is None:
         raise ArchlangError("give a SPEC to train (a .arch file or the spec text), or --resume a run folder")
-    saved = Path(args.resume) / "spec.arch"
-    if not saved.is_file():
-        raise ArchlangError("cannot resume: the run folder has no spec.arch", path=str(args.resume))
-    return Source(saved.read_text(encoding="utf-8"), str(saved))
+    text, name = RunFolder.open(args.resume).read_spec()
+    return Source(text, name)
 
 
 def _saved_recipe(args: argparse.Namespace) -> str:
     """With --resume and no recipe flags, continue with the run's own resolved recipe file."""
-    resolved = Path(args.resume) / "recipe.resolved.yaml"
-    if not resolved.is_file():
-        raise ArchlangError("cannot resume: not a run folder (no recipe.resolved.yaml)", path=str(args.resume))
-    return str(resolved)
+    from archlang.runs import RunFolder
+
+    run = RunFolder.open(args.resume)
+    run.read_recipe()  # plain YAML and a mapping, or one message now
+    return str(run.recipe_path)
 
 
 def run(args: argparse.Namespace) -> int:
     from archlang.train import ddp
+    from archlang.train.signals import TrainingInterrupted
 
     # Under torchrun the process group spans the whole command, so that even a bad spec is
     # reported once (by rank 0) and every process stops, none left waiting for the others.
@@ -122,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
             # Rank 0 prints the error and exits with status 2. A non-zero status here would make
             # torchrun stop rank 0, maybe before it has printed or written summary.json.
             return 0
+        except TrainingInterrupted as stop:
+            if ctx.is_main:
+                print(stop, file=sys.stderr)
+            return stop.exit_code
         except ArchlangError as err:
             if ctx.enabled and not ctx.is_main:  # a failure of this process alone: say which one
                 err.message = f"process {ctx.rank} of {ctx.world_size}: {err.message}"
@@ -143,11 +151,11 @@ def _prepare(args: argparse.Namespace):
         # The resolved recipe already includes the train(...) clause; re-applying it changes nothing.
         recipe = _saved_recipe(args)
     options = TrainOptions(
-        device=args.device, bf16=args.bf16, channels_last=args.channels_last, compile=args.compile,
+        device=args.device, bf16=args.bf16, tf32=args.tf32, channels_last=args.channels_last, compile=args.compile,
         threads=args.threads, progress=not args.no_progress, download=args.download,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         checkpoint_every_s=max(0.0, args.checkpoint_minutes * 60.0),
-        max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit else None,
+        max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit is not None else None,
         workers=args.workers,
     )
     return lambda: train(compiled, recipe=recipe, overrides=overrides, out=args.out, name=args.name, resume=args.resume,

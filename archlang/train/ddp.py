@@ -14,7 +14,6 @@ Nothing here runs for a single process: every helper is the identity when world_
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,6 +25,8 @@ import torch
 from torch import nn
 
 from archlang.errors import ArchlangError
+from archlang.runs import rng as run_rng
+from archlang.runs.records import RankRng
 
 T = TypeVar("T")
 
@@ -255,48 +256,16 @@ def seed_rank(ctx: DistContext, seed: int, *salt: int) -> None:
         torch.manual_seed(value)
 
 
-def _rng_state(device: torch.device) -> dict[str, str | None]:
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
-            "cuda": base64.b64encode(cuda.numpy().tobytes()).decode() if cuda is not None else None}
+def gather_rng(ctx: DistContext, device: torch.device) -> list[RankRng]:
+    """Every process's RNG state, rank by rank (for the checkpoint); one entry for a single process.
 
-
-def gather_rng(ctx: DistContext, device: torch.device) -> list[dict[str, str | None]] | None:
-    """Every process's RNG state (for the checkpoint), or None for a single process.
-
-    The checkpoint's own RNG tensors are rank 0's; the others' go in its JSON progress.
-    A collective: every process calls it at the same checkpoint.
+    A collective under torchrun: every process calls it at the same checkpoint.
     """
+    mine = run_rng.capture(device)
     if not ctx.enabled:
-        return None
+        return [mine]
     import torch.distributed as dist
 
     states: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(states, _rng_state(device))
-    return states
-
-
-def _decode_state(text: str) -> torch.Tensor:
-    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
-
-
-def restore_rng(ctx: DistContext, saved: list[dict[str, str | None]] | None, device: torch.device, seed: int,
-                epoch: int, step: int) -> None:
-    """Give this rank its own RNG state from a checkpoint (rank 0's is the checkpoint's main one).
-
-    A checkpoint of a launch of another size has no state for this rank: it gets a fresh
-    stream derived from (seed, rank, epoch, step). The run continues with the same global
-    batches, but dropout draws differ from an uninterrupted run.
-    """
-    if not ctx.enabled or ctx.rank == 0:
-        return
-    if saved is None or len(saved) != ctx.world_size:
-        seed_rank(ctx, seed, epoch, step)
-        return
-    try:
-        mine = saved[ctx.rank]
-        torch.set_rng_state(_decode_state(mine["torch"]))
-        if device.type == "cuda" and mine.get("cuda"):
-            torch.cuda.set_rng_state(_decode_state(mine["cuda"]), device)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ArchlangError(f"the checkpoint's RNG state of process {ctx.rank} is damaged ({exc})") from None
+    dist.all_gather_object(states, mine.model_dump())
+    return [RankRng.model_validate(s) for s in states]

@@ -1,0 +1,332 @@
+"""The training loop as named phases: setup, resume, run_epoch, evaluate, checkpoint, finish.
+
+`Trainer.fit` and `Trainer.run_epoch` are the whole loop, read top to bottom; everything else is a
+phase they call. One process, or several under torchrun (DistributedDataParallel; see ddp.py):
+rank 0 alone writes the run folder, every decision taken from a clock or a signal is agreed by all
+processes at a read-back, so they stop, checkpoint and fail at the same step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archlang.compiler import Compiled
+from archlang.errors import ArchlangError
+from archlang.runs import MetricsRow, Progress, Summary, Totals
+from archlang.runs import rng as run_rng
+from archlang.runs.checkpoint import estimate_checkpoint_bytes, latest_good_checkpoint
+from archlang.runs.state import host_tensors
+from archlang.train import ddp, model_tools, plots, sources
+from archlang.train.checkpointing import CheckpointWriter, load_into
+from archlang.train.evaluate import EvalResult, evaluate
+from archlang.train.meter import Meter
+from archlang.train.options import TrainOptions, configure_backends, environment, tune_allocator
+from archlang.train.plan import RunPlan, load_data
+from archlang.train.progress_bar import ProgressBar
+from archlang.train.signals import SignalWatch, TrainingInterrupted
+
+
+def _ddp_loss(loss: torch.Tensor, local_n: int, global_n: int, ctx: ddp.DistContext) -> torch.Tensor:
+    """The loss to backpropagate so that DDP's gradient average is the gradient of the global batch mean.
+
+    DDP averages the processes' gradients; with equal shards that is exactly the batch mean.
+    A short last batch splits unevenly (sizes differ by one), so each mean is weighted by its share.
+    """
+    if not ctx.enabled or local_n * ctx.world_size == global_n:
+        return loss
+    return loss * (local_n * ctx.world_size / global_n)
+
+
+class Trainer:
+    def __init__(self, compiled: Compiled, plan: RunPlan, ctx: ddp.DistContext, opts: TrainOptions) -> None:
+        self.compiled, self.plan, self.ctx, self.opts = compiled, plan, ctx, opts
+        self.recipe, self.run, self.device = plan.resolved.recipe, plan.run, plan.device
+        self.sync_every = opts.sync_every or (50 if self.device.type == "cuda" else 1)
+        self.history: list[MetricsRow] = []
+        self.start_epoch, self.start_step = 0, 0
+        self.meter = Meter(self.device, ctx, Totals())
+        self.steps_this_call, self.stopped_at = 0, (0, 0)
+        self.signals = SignalWatch()
+        self.bar = ProgressBar(False)
+        self.diverged = False
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def train(self) -> Path:
+        self.setup()
+        ddp.agreed(self.ctx, self.resume)
+        ddp.same_everywhere(self.ctx, "the checkpoint to resume from", [self.start_epoch, self.start_step])
+        self.wrap()
+        self.call_start = self.last_save = time.monotonic()
+        with self.signals:
+            try:
+                status = self.fit()
+            except ArchlangError:
+                with contextlib.suppress(ArchlangError):  # the first error is the one to report
+                    self.finish("diverged" if self.diverged else "failed")
+                raise
+        self.finish(status)
+        ddp.same_everywhere(self.ctx, "how training ended", status)  # return once rank 0 has written
+        if status == "interrupted":
+            raise TrainingInterrupted(self.signals.received or 15, self.plan.folder, *self.stopped_at)
+        return self.plan.folder
+
+    def fit(self) -> str:
+        """Epochs from the resume point on; returns how training ended."""
+        self.bar = ProgressBar(self.opts.progress and self.ctx.is_main and _stderr_is_tty())
+        try:
+            for epoch in range(self.start_epoch, self.recipe.epochs):
+                stopped = self.run_epoch(epoch)
+                if stopped:
+                    return stopped
+                self.end_epoch(epoch)
+                self.checkpoint(epoch + 1, 0)
+                stop = self.stop_rule(self.agreed_flags([self.out_of_time(), self.signaled()]))
+                if stop and epoch + 1 < self.recipe.epochs:
+                    self.stopped_at = (epoch + 1, 0)
+                    return stop
+            return "finished"
+        finally:
+            self.bar.close()
+
+    def run_epoch(self, epoch: int) -> str | None:
+        """One epoch's steps from the resume point; returns a stop status if it stopped inside the epoch."""
+        loader, start = self.train_loader, self.start_step
+        self.start_step = 0
+        self.bar.epoch(f"epoch {epoch + 1}/{self.recipe.epochs}", len(loader), start)
+        self.runner.train()
+        self.t0 = time.monotonic() - self.meter_seconds
+        last_read = start
+        for step, (x, y) in enumerate(loader.batches(epoch, start), start):
+            with self.autocast():
+                out = self.runner(x)
+                loss = F.cross_entropy(out.float(), y)
+            self.meter.add(loss, out, y)
+            self.steps_this_call += 1
+            last = step + 1 == len(loader)
+            read = last or (step + 1) % self.sync_every == 0 or self.steps_this_call == self.opts.max_steps
+            if read:  # before backward: a non-finite loss must not reach the weights we keep
+                flags = self.read_back(epoch, step, last_read)
+                last_read = step + 1
+            self.optimizer.zero_grad(set_to_none=True)
+            _ddp_loss(loss, y.numel(), loader.global_count(step), self.ctx).backward()
+            self.optimizer.step()
+            if not read or last:
+                continue
+            time_up, save_due, signaled = flags
+            stop = self.stop_rule([time_up, signaled])
+            if stop or save_due:
+                self.meter_seconds = time.monotonic() - self.t0
+                self.checkpoint(epoch, step + 1)
+            if stop:
+                self.stopped_at = (epoch, step + 1)
+                return stop
+        return None
+
+    # ---- phases ----------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Data, model, optimizer, scheduler and loaders, in an order that keeps runs reproducible."""
+        r, ctx, opts, device = self.recipe, self.ctx, self.opts, self.device
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        tune_allocator()
+        configure_backends(device, opts)
+        self.compiled.check_buildable(r.batch_size, training=True, device=device)  # before loading any data
+        self.data = load_data(self.compiled, self.plan, ctx, opts)
+        train_split = self.data.train.first(self.plan.subset) if self.plan.subset else self.data.train
+        ddp.agreed(ctx, lambda: ddp.check_batch_split(ctx, r.batch_size, len(train_split)))
+        torch.manual_seed(r.seed)
+        self.model: nn.Module = self.compiled.build()
+        model_tools.apply_init(self.model, r)
+        self.model.to(device)
+        if opts.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = model_tools.build_optimizer(self.model, r, device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=r.lr_factor)
+        ddp.seed_rank(ctx, r.seed)  # after the (identical) init: each process its own dropout stream
+        needed = 3 * estimate_checkpoint_bytes(self.model, 2) + (64 << 20)
+        ddp.agreed(ctx, lambda: self.run.check_writable(needed) if ctx.is_main else None)
+        self.writer = CheckpointWriter(self.run.checkpoints, background=device.type == "cuda")
+        mean, std = sources.statistics(r, self.data)
+        common: dict[str, Any] = {"mean": mean, "std": std, "normalize": r.normalize, "device": device,
+                                  "channels_last": opts.channels_last, "dtype": torch.float32, "workers": opts.workers}
+        self.train_loader = sources.make_loader(train_split, r, train=True, batch_size=r.batch_size, seed=r.seed,
+                                                rank=ctx.rank, world_size=ctx.world_size, **common)
+        self.test_loader = sources.make_loader(self.data.test, r, train=False, batch_size=r.eval_batch_size, **common)
+        self.meter_seconds = 0.0
+
+    def resume(self) -> None:
+        """A new run's identity files (rank 0), or the newest good checkpoint (every rank: the same file)."""
+        if not self.plan.resuming:
+            if self.ctx.is_main:
+                self.run.write_identity(self.plan.ident, self._run_info())
+                self.run.rewrite_metrics([])
+            return
+        state = latest_good_checkpoint(self.run.checkpoints, warn=self.opts.log)
+        if state is None:
+            if self.ctx.is_main:
+                self.run.rewrite_metrics([])
+            return
+        p = state.progress
+        if p.run_hash != self.plan.run_hash:
+            raise ArchlangError(f"checkpoint {state.path.name} belongs to another run ({p.run_hash[:16]}), "
+                                f"not to this one ({self.plan.run_hash[:16]})", path=str(state.path),
+                                hint="move it out of checkpoints/ to resume from the one before it")
+        load_into(state, self.model, self.optimizer, self.scheduler)
+        self._restore_rng(p)
+        self.history = list(p.history)
+        if self.ctx.is_main:
+            self.run.rewrite_metrics(self.history)
+        self.start_epoch, self.start_step = p.epoch, p.step
+        self.meter, self.meter_seconds = Meter(self.device, self.ctx, p.totals), p.totals.seconds
+        self.writer.good = state.path
+        self.opts.log(f"resuming {self.plan.folder} at epoch {p.epoch + 1}, step {p.step} from {state.path.name}")
+
+    def wrap(self) -> None:
+        # DDP wraps the model after the checkpoint is loaded: its construction broadcasts rank 0's
+        # weights and buffers. Rank 0 evaluates alone on the bare module (no collectives).
+        net = ddp.wrap(self.model, self.ctx, self.device)
+        self.runner = _compiled(net) if self.opts.compile else net
+        self.evaluator = self.runner if not self.ctx.enabled else (_compiled(self.model) if self.opts.compile else self.model)
+
+    def evaluate(self) -> EvalResult:
+        if not self.ctx.is_main:
+            return EvalResult(None, None, None)
+        result = evaluate(self.evaluator, self.test_loader, self.autocast)
+        self.runner.train()  # the evaluator may be the bare module: hand it back in training mode
+        return result
+
+    def end_epoch(self, epoch: int) -> None:
+        test = self.evaluate()
+        train_loss, train_error = self.meter.record()
+        row = MetricsRow.model_validate({
+            "epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
+            "test_loss": test.loss, "test_error": test.error,
+            **({"test_error_top5": test.error_top5} if test.error_top5 is not None else {}),
+            "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - self.t0, 3),
+            "steps": len(self.train_loader), "gates_k": model_tools.gate_values(self.model),
+            "dirac_a": model_tools.dirac_values(self.model)})
+        self.history.append(row)
+        if self.ctx.is_main:  # the other processes have no test metrics: they did not evaluate
+            self.run.append_metrics(row)
+            self.opts.log(f"epoch {epoch + 1}/{self.recipe.epochs}: train loss {train_loss:.4f}, train error "
+                          f"{train_error:.2f}%, test error {test.error:.2f}%, lr {row.lr:.4g}, {row.seconds:.1f} s")
+        self.scheduler.step()
+        self.meter, self.meter_seconds = Meter(self.device, self.ctx, Totals()), 0.0
+
+    def checkpoint(self, epoch: int, step: int) -> None:
+        """A checkpoint, written by rank 0; a collective (every process's RNG state goes in it)."""
+        states = ddp.gather_rng(self.ctx, self.device)
+        if not self.ctx.is_main:
+            return
+        totals = self.meter.totals(self.meter_seconds if step else 0.0)
+        progress = Progress(epoch=epoch, step=step, totals=totals, history=self.history, run_hash=self.plan.run_hash,
+                            world_size=self.ctx.world_size, rng=states)
+        self.writer.save(self.model, self.optimizer, self.scheduler, progress)
+        self.last_save = time.monotonic()
+
+    def finish(self, status: str) -> None:
+        """Wait for the checkpoint in flight; final weights (when finished), summary and plots (rank 0)."""
+        self.writer.close()
+        if not self.ctx.is_main:
+            return
+        if status == "finished":
+            self.run.write_model(host_tensors(self.model))
+        self.run.write_summary(self._summary(status))
+        plots.write_plots(self.plan.folder, [h.as_dict() for h in self.history],
+                          f"{self.compiled.family or 'net'} / {self.plan.recipe_label}")
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def read_back(self, epoch: int, step: int, first_step: int) -> list[bool]:
+        """The loss sums since the last read-back; a non-finite loss stops training; the agreed decisions."""
+        result = self.meter.read_back([self.out_of_time(), time.monotonic() - self.last_save >= self.opts.checkpoint_every_s,
+                                       self.signaled()])
+        if result.first_bad is not None:
+            self.diverged = True
+            good = self.writer.flush()
+            kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written yet"
+            error = ArchlangError(f"loss became {result.bad_loss} at epoch {epoch + 1}, step {first_step + result.first_bad + 1}; "
+                                  f"training stopped ({kept})", path=str(self.plan.folder),
+                                  hint="lower the learning rate (e.g. --lr) or check the data normalisation")
+            raise error if self.ctx.is_main else ddp.ReportedByRankZero(error.message, path=error.path, hint=error.hint)
+        train_loss, train_error = self.meter.record()
+        self.bar.advance(step + 1 - first_step, f"loss {train_loss:.4f} err {train_error:5.2f}%")
+        return result.flags
+
+    def stop_rule(self, flags: list[bool]) -> str | None:
+        """The one stop rule: a signal ends a run "interrupted"; --max-steps or --time-limit "stopped"."""
+        time_up, signaled = flags
+        if signaled:
+            return "interrupted"
+        if time_up or (self.opts.max_steps is not None and self.steps_this_call >= self.opts.max_steps):
+            return "stopped"
+        return None
+
+    def agreed_flags(self, flags: list[bool]) -> list[bool]:
+        return [v > 0 for v in ddp.sum_over_ranks(self.ctx, [float(f) for f in flags], self.device)]
+
+    def out_of_time(self) -> bool:
+        return self.opts.time_limit_s is not None and time.monotonic() - self.call_start >= self.opts.time_limit_s
+
+    def signaled(self) -> bool:
+        return self.signals.received is not None
+
+    def autocast(self) -> Any:
+        if not self.opts.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _restore_rng(self, p: Progress) -> None:
+        mine = p.rng[self.ctx.rank] if len(p.rng) == self.ctx.world_size else None
+        run_rng.restore(mine or p.rng[0], self.opts.log)
+        if mine is None and self.ctx.rank > 0:  # no state saved for this rank: a fresh stream of its own
+            ddp.seed_rank(self.ctx, self.recipe.seed, p.epoch, p.step)
+        if p.world_size != self.ctx.world_size:
+            self.opts.log(f"warning: the checkpoint was written by {p.world_size} process(es) and is resumed by "
+                          f"{self.ctx.world_size}: the global batches are the same, but not the random draws (dropout) "
+                          "of the processes other than rank 0, nor batch norm's per-process statistics")
+
+    def _run_info(self) -> dict[str, Any]:
+        data, plan = self.data, self.plan
+        return {"recipe_name": plan.recipe_label, "family": self.compiled.family, "dataset": data.name,
+                "data_origin": data.origin, "data_dir": str(Path(plan.data_dir).resolve()) if plan.data_dir else None,
+                "options": self.opts.recorded(), "torch": torch.__version__, "params": self.compiled.total_params,
+                "processes": self.ctx.world_size, "environment": environment(self.device)}
+
+    def _summary(self, status: str) -> Summary:
+        last = self.history[-1] if self.history else None
+        k = list(last.gates_k.values()) if last else []
+        errors = [h.test_error for h in self.history if h.test_error is not None]
+        return Summary(status=status, epochs_done=len(self.history), epochs=self.recipe.epochs,
+                       recipe=self.plan.recipe_label, family=self.compiled.family, dataset=self.data.name,
+                       train_images=self.plan.subset or len(self.data.train), params=self.compiled.total_params,
+                       final_test_error=last.test_error if last else None,
+                       final_test_error_top5=last.test_error_top5 if last else None,
+                       best_test_error=min(errors, default=None),
+                       final_train_loss=last.train_loss if last else None,
+                       final_train_error=last.train_error if last else None,
+                       mean_k=sum(k) / len(k) if k else None,
+                       seconds=round(sum(h.seconds for h in self.history), 3))
+
+
+def _stderr_is_tty() -> bool:
+    import sys
+
+    return sys.stderr.isatty()
+
+
+def _compiled(module: nn.Module) -> nn.Module:
+    try:
+        return torch.compile(module)  # type: ignore[return-value]
+    except (RuntimeError, ImportError) as exc:
+        raise ArchlangError(f"--compile: torch.compile is not available here ({str(exc).splitlines()[0][:120]})",
+                            hint="train without --compile") from None
