@@ -122,7 +122,7 @@ def test_resume_nan_and_bad_batch_under_torchrun(launched: tuple[Path, Any], run
     newest = list_checkpoints(nan_folder / "checkpoints")[-1]
     assert newest.name == "ckpt-e00000-s0000005.safetensors"
     state = read_checkpoint(newest)
-    assert state.progress["world_size"] == 2 and len(state.progress["rank_rng"]) == 2
+    assert state.progress.world_size == 2 and len(state.progress.rng) == 2  # typed Progress, one RNG format
 
     # A global batch the processes cannot split evenly is refused, on both, before training.
     assert "not divisible by the 2 processes" in rank0["odd_batch"]["message"]

@@ -45,11 +45,22 @@ def _wait_for_checkpoint(folder: Path, proc: subprocess.Popen, timeout: float = 
         time.sleep(0.02)
 
 
-def test_sigkill_during_steps_and_checkpoint_writes_then_resume(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
-    straight = train(archlang.compile_spec(SPEC), overrides={"epochs": 2, "batch_size": 32}, out=tmp_path,
-                     name="straight", data_dir=SHARED, subset=256,
-                     options=TrainOptions(progress=False, log=lambda m: None, checkpoint_every_s=0.0))
+    return train(archlang.compile_spec(SPEC), overrides={"epochs": 2, "batch_size": 32}, out=tmp_path_factory.mktemp("s"),
+                 name="straight", data_dir=SHARED, subset=256,
+                 options=TrainOptions(progress=False, log=lambda m: None, checkpoint_every_s=0.0))
+
+
+def _same_as_straight(folder: Path, straight: Path) -> None:
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(folder / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(read_metrics(folder)) == strip(read_metrics(straight))
+
+
+def test_sigkill_during_steps_and_checkpoint_writes_then_resume(tmp_path: Path, straight: Path) -> None:
     folder = tmp_path / "killed"
     rng = random.Random(1234)
     kills = 0
@@ -67,7 +78,37 @@ def test_sigkill_during_steps_and_checkpoint_writes_then_resume(tmp_path: Path) 
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()
     assert kills >= 1
-    a, b = load_file(str(straight / "model.safetensors")), load_file(str(folder / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-    assert strip(read_metrics(folder)) == strip(read_metrics(straight))
+    _same_as_straight(folder, straight)
+
+
+def _signal_after_next_checkpoint(proc: subprocess.Popen, folder: Path, signum: int, seen: set[str]) -> str:
+    """Stop the process once it wrote a checkpoint not in `seen`, send `signum`, let it go on; its stderr."""
+    deadline = time.monotonic() + 300
+    while not {p.name for p in list_checkpoints(folder / "checkpoints")} - seen:
+        assert proc.poll() is None and time.monotonic() < deadline, "training never wrote a new checkpoint"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGSTOP)  # wherever it is, the signal arrives mid-run
+    os.kill(proc.pid, signum)
+    os.kill(proc.pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=300)
+    return err.decode()
+
+
+def test_sigterm_and_sigint_checkpoint_the_step_then_resume_bit_exact(tmp_path: Path, straight: Path) -> None:
+    folder = tmp_path / "signalled"
+    resume = ["--resume", str(folder), "--no-progress", "--checkpoint-minutes", "0", "--threads", "1"]
+    proc = _cli([SPEC, *FLAGS, "--out", str(tmp_path), "--name", "signalled"])
+    for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        seen = {p.name for p in list_checkpoints(folder / "checkpoints")}
+        err = _signal_after_next_checkpoint(proc, folder, signum, seen)
+        assert proc.returncode == code, err
+        last = err.strip().splitlines()[-1]
+        newest = read_checkpoint(list_checkpoints(folder / "checkpoints")[-1]).progress
+        assert last == (f"interrupted by {signal.Signals(signum).name} at epoch {newest.epoch + 1}, step {newest.step}; "
+                        f"checkpoint written. Continue with: archlang train --resume {folder}")
+        assert "Traceback" not in err
+        assert RunFolder(folder).read_summary().status == "interrupted"
+        proc = _cli(resume)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    _same_as_straight(folder, straight)

@@ -75,7 +75,7 @@ def _digest(tensors: dict[str, torch.Tensor], meta: dict[str, str] | None) -> st
     h = hashlib.sha256()
     for key in sorted(tensors):
         t = tensors[key]
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(f"{key}{t.dtype}{tuple(t.shape)}".encode())  # format 1's order, so its files still verify
         if t.numel():
             h.update(t.contiguous().view(-1).view(torch.uint8).numpy())  # a view: no copy of the bytes
     if meta is not None:

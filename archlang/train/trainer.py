@@ -21,7 +21,7 @@ from archlang.compiler import Compiled
 from archlang.errors import ArchlangError
 from archlang.runs import MetricsRow, Progress, Summary, Totals
 from archlang.runs import rng as run_rng
-from archlang.runs.checkpoint import estimate_checkpoint_bytes, latest_good_checkpoint
+from archlang.runs.checkpoint import checkpoint_name, estimate_checkpoint_bytes, latest_good_checkpoint
 from archlang.runs.state import host_tensors
 from archlang.train import ddp, model_tools, plots, sources
 from archlang.train.checkpointing import CheckpointWriter, load_into
@@ -56,6 +56,7 @@ class Trainer:
         self.signals = SignalWatch()
         self.bar = ProgressBar(False)
         self.diverged = False
+        self.last_checkpoint: Path | None = None
 
     # ---- the loop --------------------------------------------------------------------------
 
@@ -187,7 +188,7 @@ class Trainer:
             self.run.rewrite_metrics(self.history)
         self.start_epoch, self.start_step = p.epoch, p.step
         self.meter, self.meter_seconds = Meter(self.device, self.ctx, p.totals), p.totals.seconds
-        self.writer.good = state.path
+        self.last_checkpoint = state.path
         self.opts.log(f"resuming {self.plan.folder} at epoch {p.epoch + 1}, step {p.step} from {state.path.name}")
 
     def wrap(self) -> None:
@@ -225,6 +226,7 @@ class Trainer:
     def checkpoint(self, epoch: int, step: int) -> None:
         """A checkpoint, written by rank 0; a collective (every process's RNG state goes in it)."""
         states = ddp.gather_rng(self.ctx, self.device)
+        self.last_checkpoint = self.run.checkpoints / checkpoint_name(epoch, step)  # every rank names it alike
         if not self.ctx.is_main:
             return
         totals = self.meter.totals(self.meter_seconds if step else 0.0)
@@ -252,7 +254,8 @@ class Trainer:
                                        self.signaled()])
         if result.first_bad is not None:
             self.diverged = True
-            good = self.writer.flush()
+            self.writer.flush()
+            good = self.last_checkpoint
             kept = f"the last good checkpoint is {good}" if good else "no checkpoint was written yet"
             error = ArchlangError(f"loss became {result.bad_loss} at epoch {epoch + 1}, step {first_step + result.first_bad + 1}; "
                                   f"training stopped ({kept})", path=str(self.plan.folder),
