@@ -155,3 +155,66 @@ def test_cli_train_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                  "--out", str(tmp_path), "--name", "cli", "--no-progress", "--set", "batch_size=32"])
     assert code == 0 and len(read_metrics(tmp_path / "cli")) == 1
     assert main(["train", "--resume", str(tmp_path / "cli"), "--no-progress"]) == 0  # nothing left: finishes at once
+
+
+def test_loss_read_back_every_n_steps_trains_the_same_weights(straight: Path, tmp_path: Path) -> None:
+    folder = _run(tmp_path, "sync3", sync_every=3)  # 8 steps an epoch: read-backs at 3, 6, 8
+    assert _same_weights(straight, folder)
+    ours, theirs = read_metrics(folder), read_metrics(straight)
+    assert [r["test_error"] for r in ours] == [r["test_error"] for r in theirs]
+    assert [r["train_error"] for r in ours] == [r["train_error"] for r in theirs]
+    assert [r["train_loss"] for r in ours] == pytest.approx([r["train_loss"] for r in theirs], rel=1e-12)
+
+
+def test_run_json_records_precision_and_environment(straight: Path) -> None:
+    env = RunFolder(straight).read_info().environment
+    assert env["matmul_precision"] == "highest" and env["cudnn_tf32"] is False and env["cuda_matmul_tf32"] is False
+    assert env["torch"] == torch.__version__ and env["archlang"] == archlang.__version__
+    assert {"device_name", "cuda", "cudnn", "git_commit", "argv"} <= env.keys()
+
+
+def test_bf16_autocast_trains_and_differs_from_fp32(straight: Path, tmp_path: Path) -> None:
+    folder = _run(tmp_path, "bf16", overrides={**FAST, "epochs": 1}, bf16=True)
+    assert RunFolder(folder).read_info().options["bf16"] is True
+    [row] = read_metrics(folder)
+    assert 0.0 < row["train_loss"] < 10.0
+    first = read_metrics(straight)[0]
+    assert row["train_loss"] != first["train_loss"]  # autocast really ran in bf16
+
+
+def test_compile_runs_the_network_through_torch_compile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Dynamo with its "eager" backend: the graph capture of training and evaluation is exercised,
+    # without inductor's C++ build (minutes on a busy CPU).
+    real, calls = torch.compile, []
+
+    def eager(module: nn.Module, **kwargs: Any) -> nn.Module:
+        calls.append(type(module).__name__)
+        return real(module, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager)
+    folder = _run(tmp_path, "compiled", overrides={**FAST, "epochs": 1}, compile=True)
+    assert calls and RunFolder(folder).read_summary().status == "finished"
+
+
+def test_compile_that_cannot_work_is_one_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(module: nn.Module, **kwargs: Any) -> nn.Module:
+        raise RuntimeError("Dynamo is not supported on Python 3.99+")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.raises(ArchlangError) as info:
+        _run(tmp_path, "nocompile", overrides={**FAST, "epochs": 1}, compile=True)
+    assert info.value.message == ("--compile: torch.compile is not available here "
+                                  "(Dynamo is not supported on Python 3.99+)")
+
+
+def test_compile_failing_at_the_first_step_is_one_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = torch.compile
+
+    def no_compiler(gm: Any, example_inputs: Any) -> Any:
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: real(module, backend=no_compiler))
+    with pytest.raises(ArchlangError) as info:
+        _run(tmp_path, "nocc", overrides={**FAST, "epochs": 1}, compile=True)
+    assert info.value.message == ("--compile: torch.compile failed (backend='no_compiler' raised: "
+                                  "RuntimeError: no C++ compiler found)")

@@ -68,7 +68,7 @@ class Trainer:
         self.call_start = self.last_save = time.monotonic()
         with self.signals:
             try:
-                status = self.fit()
+                status = _compile_errors_reported(self.fit) if self.opts.compile else self.fit()
             except ArchlangError:
                 with contextlib.suppress(ArchlangError):  # the first error is the one to report
                     self.finish("diverged" if self.diverged else "failed")
@@ -325,6 +325,18 @@ def _stderr_is_tty() -> bool:
     import sys
 
     return sys.stderr.isatty()
+
+
+def _compile_errors_reported(fit: Any) -> str:
+    """torch.compile fails at the first call (no C compiler, an unsupported op): one message, not a traceback."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    try:
+        return fit()
+    except TorchDynamoException as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()][:2]  # "backend raised:", the cause
+        first = " ".join(lines or [type(exc).__name__])[:200]
+        raise ArchlangError(f"--compile: torch.compile failed ({first})", hint="train without --compile") from None
 
 
 def _compiled(module: nn.Module) -> nn.Module:
