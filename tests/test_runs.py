@@ -147,3 +147,26 @@ def test_records_are_validated_when_read(tmp_path: Path) -> None:
     with pytest.raises(ArchlangError, match=r"damaged \(train_loss: Field required\)"):
         run.read_metrics()
     run.unlock()
+
+
+def test_tf32_is_off_unless_asked_and_recorded() -> None:
+    from archlang.train.options import TrainOptions, configure_backends, environment
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        configure_backends(torch.device("cpu"), TrainOptions())
+        off = environment(torch.device("cpu"))
+        configure_backends(torch.device("cpu"), TrainOptions(tf32=True))
+        on = environment(torch.device("cpu"))
+    finally:
+        configure_backends(torch.device("cpu"), TrainOptions())
+        torch.set_float32_matmul_precision(before)
+    assert (off["matmul_precision"], off["cudnn_tf32"], off["cuda_matmul_tf32"]) == ("highest", False, False)
+    assert (on["matmul_precision"], on["cudnn_tf32"], on["cuda_matmul_tf32"]) == ("high", True, True)
+
+
+def test_train_flags_parse_tf32_and_keep_a_zero_time_limit() -> None:
+    from archlang.cli import _registrations, build_parser
+
+    args = build_parser(_registrations()).parse_args(["train", "x.arch", "--tf32", "--time-limit", "0"])
+    assert args.tf32 is True and args.time_limit == 0.0
