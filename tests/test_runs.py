@@ -170,3 +170,10 @@ def test_train_flags_parse_tf32_and_keep_a_zero_time_limit() -> None:
 
     args = build_parser(_registrations()).parse_args(["train", "x.arch", "--tf32", "--time-limit", "0"])
     assert args.tf32 is True and args.time_limit == 0.0
+
+
+def test_reading_run_folders_does_not_import_torch() -> None:
+    code = "import sys, archlang.runs, archlang.train.command; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.stdout.strip() == "False"

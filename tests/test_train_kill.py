@@ -19,6 +19,7 @@ import archlang
 from archlang.runs import RunFolder
 from archlang.runs.checkpoint import list_checkpoints, read_checkpoint
 from archlang.train import TrainOptions, train
+from archlang.train.signals import TrainingInterrupted
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -94,21 +95,44 @@ def _signal_after_next_checkpoint(proc: subprocess.Popen, folder: Path, signum: 
     return err.decode()
 
 
+def _signalling_at(step: int, signum: int) -> archlang.Compiled:
+    """The spec, compiled so that its `step`-th training forward sends this process `signum`."""
+    compiled = archlang.compile_spec(SPEC)
+    build, calls = compiled.build, {"n": 0}
+
+    def hook(module: torch.nn.Module, _inputs: object, _output: object) -> None:
+        if module.training:
+            calls["n"] += 1
+            if calls["n"] == step:
+                os.kill(os.getpid(), signum)
+
+    def build_signalling() -> torch.nn.Module:
+        model = build()
+        model.register_forward_hook(hook)  # no new parameters: the checkpoints stay this spec's
+        return model
+
+    compiled.build = build_signalling  # type: ignore[method-assign]
+    return compiled
+
+
 def test_sigterm_and_sigint_checkpoint_the_step_then_resume_bit_exact(tmp_path: Path, straight: Path) -> None:
     folder = tmp_path / "signalled"
-    resume = ["--resume", str(folder), "--no-progress", "--checkpoint-minutes", "0", "--threads", "1"]
     proc = _cli([SPEC, *FLAGS, "--out", str(tmp_path), "--name", "signalled"])
-    for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
-        seen = {p.name for p in list_checkpoints(folder / "checkpoints")}
-        err = _signal_after_next_checkpoint(proc, folder, signum, seen)
-        assert proc.returncode == code, err
-        last = err.strip().splitlines()[-1]
-        newest = read_checkpoint(list_checkpoints(folder / "checkpoints")[-1]).progress
-        assert last == (f"interrupted by {signal.Signals(signum).name} at epoch {newest.epoch + 1}, step {newest.step}; "
-                        f"checkpoint written. Continue with: archlang train --resume {folder}")
-        assert "Traceback" not in err
-        assert RunFolder(folder).read_summary().status == "interrupted"
-        proc = _cli(resume)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err.decode()
+    err = _signal_after_next_checkpoint(proc, folder, signal.SIGTERM, set())
+    assert proc.returncode == 143, err
+    newest = read_checkpoint(list_checkpoints(folder / "checkpoints")[-1]).progress
+    assert err.strip().splitlines()[-1] == (f"interrupted by SIGTERM at epoch {newest.epoch + 1}, step {newest.step}; "
+                                            f"checkpoint written. Continue with: archlang train --resume {folder}")
+    assert "Traceback" not in err and RunFolder(folder).read_summary().status == "interrupted"
+    # SIGINT, in this process: the resumed run signals itself at its 3rd step (mid-epoch, deterministic).
+    opts = TrainOptions(progress=False, log=lambda m: None, checkpoint_every_s=0.0, threads=1)
+    recipe = str(RunFolder(folder).recipe_path)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(_signalling_at(3, signal.SIGINT), recipe=recipe, resume=folder, options=opts)
+    after = read_checkpoint(list_checkpoints(folder / "checkpoints")[-1]).progress
+    assert info.value.exit_code == 130 and (after.epoch, after.step) != (newest.epoch, newest.step)
+    assert str(info.value) == (f"interrupted by SIGINT at epoch {after.epoch + 1}, step {after.step}; "
+                               f"checkpoint written. Continue with: archlang train --resume {folder}")
+    assert RunFolder(folder).read_summary().status == "interrupted"
+    train(archlang.compile_spec(SPEC), recipe=recipe, resume=folder, options=opts)
     _same_as_straight(folder, straight)
