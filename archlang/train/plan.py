@@ -53,6 +53,8 @@ def plan_run(compiled: Compiled, ctx: ddp.DistContext, opts: TrainOptions, *, re
                             network=compiled.spec)
     text = spec_text if spec_text is not None else compiled.source.text
     device = ddp.device_for(opts.device, ctx)
+    # What cannot fit in memory is refused before a run folder or any data exists.
+    compiled.check_buildable(resolved.recipe.batch_size, training=True, device=device)
     if resume is None:
         ident = RunIdentity.of(text, compiled.canonical, resolved, subset)
         path = Path(out) / (name or _run_name(compiled, resolved, ident))

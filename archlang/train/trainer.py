@@ -140,7 +140,6 @@ class Trainer:
             torch.set_num_threads(opts.threads)
         tune_allocator()
         configure_backends(device, opts)
-        self.compiled.check_buildable(r.batch_size, training=True, device=device)  # before loading any data
         self.data = load_data(self.compiled, self.plan, ctx, opts)
         train_split = self.data.train.first(self.plan.subset) if self.plan.subset else self.data.train
         ddp.agreed(ctx, lambda: ddp.check_batch_split(ctx, r.batch_size, len(train_split)))
