@@ -157,12 +157,15 @@ def test_a_megabyte_tensor_name_is_shown_shortened(tmp_path: Path, capsys):
 
 
 def test_a_training_checkpoint_points_at_the_run_folder(tmp_path: Path, capsys):
-    from archlang.train.checkpoint import save_checkpoint
+    from archlang.runs import Progress, Totals
+    from archlang.runs import rng as run_rng
+    from archlang.runs.checkpoint import snapshot, write_snapshot
 
     model = _model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    path = save_checkpoint(tmp_path / "checkpoints", model=model, optimizer=optimizer,
-                           scheduler=torch.optim.lr_scheduler.StepLR(optimizer, 1), epoch=1, step=2, progress={})
+    progress = Progress(epoch=1, step=2, totals=Totals(), history=[], run_hash="0" * 64, rng=[run_rng.capture()])
+    path = write_snapshot(tmp_path / "checkpoints", snapshot(model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1),
+                                                             progress, copy=False))
     refused(_export(path, tmp_path / "m.ts"), capsys, f"{path}: error: this is a training checkpoint, not a "
             "weights file\nhint: give the run folder (its newest good checkpoint is used), or its model.safetensors",
             tmp_path)
