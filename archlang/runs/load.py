@@ -44,11 +44,11 @@ def load_run(target: str, weights: str | None = None) -> LoadedRun:
         if not (path / RunFolder.SPEC).is_file():
             raise ArchlangError(f"not a run folder (no {RunFolder.SPEC})", path=str(path),
                                 hint="give a folder written by `archlang train`, or a spec with --weights")
-        run = RunFolder.open(path)
+        run = RunFolder(path)  # a spec and weights are enough; run.json and the recipe are read when present
         text, name = run.read_spec()
         compiled = compile_spec(Source(text, name))
-        info = run.read_info().as_dict()
-        recipe = run.read_recipe()
+        info = run.read_info().as_dict() if run.is_run() else {}
+        recipe = run.read_recipe() if run.recipe_path.exists() else {}
         state = read_weights(weights, compiled) if weights else run_weights(run)
         folder: Path | None = path
     else:
