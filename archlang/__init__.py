@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["ArchlangError", "Compiled", "compile", "compile_all", "compile_spec", "count_params", "list_specs",
-           "load_torchvision", "sweep_params"]
+           "load_run", "load_torchvision", "sweep_params"]
 __version__ = "0.1.0"
 
 Spec = str | os.PathLike[str] | Source
@@ -41,8 +41,11 @@ def count_params(spec: Spec, convention: str = "all") -> int:
 
 def sweep_params(spec: Spec, convention: str = "all") -> list[tuple[str, int]]:
     """(canonical spec, count) for each network of a spec that may be a sweep."""
+    from archlang.compiler import iter_compiled
+
+    # Streamed: a sweep's networks are compiled one at a time, only the rows are kept.
     return [(c.canonical, c.summary.weights if convention == "weights" else c.summary.params)
-            for c in compile_all(spec)]
+            for c in iter_compiled(spec)]
 
 
 def load_torchvision(model: nn.Module, source: nn.Module | str, state: Any = None) -> nn.Module:
@@ -52,3 +55,11 @@ def load_torchvision(model: nn.Module, source: nn.Module | str, state: Any = Non
     from archlang.transplant import load_torchvision as load
 
     return load(model, source, state)
+
+
+def load_run(folder: str | os.PathLike[str], weights: str | None = None) -> Any:
+    """A trained run folder (its spec, recipe and final weights, built into a model), read and validated
+    through archlang.runs; or a spec with `weights`."""
+    from archlang.runs import load_run as load
+
+    return load(os.fspath(folder), weights)

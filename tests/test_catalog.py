@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 import archlang
@@ -103,3 +104,21 @@ def test_list_filters_by_wildcard(capsys):
     assert main(["list", "vgg19*"]) == 2
     assert capsys.readouterr().err == ("error: no shipped spec matches 'vgg19*'\n"
                                        "hint: patterns are shell wildcards over the names: 'wrn-28-*', '*gated*'\n")
+
+
+def test_load_run_at_top_level_reads_a_run_folder(tmp_path):
+    from archlang.errors import ArchlangError
+    from archlang.runs import RunFolder
+    from archlang.weights import save_weights
+
+    with pytest.raises(ArchlangError, match=r"not a run folder \(no spec.arch\)"):
+        archlang.load_run(tmp_path)
+    spec = "seq(input(4), linear(3))"
+    (tmp_path / RunFolder.SPEC).write_text(spec + "\n", encoding="utf-8")
+    with pytest.raises(ArchlangError, match="the run has no weights yet"):
+        archlang.load_run(tmp_path)
+    model = archlang.compile(spec)
+    save_weights(model, tmp_path / RunFolder.MODEL)
+    loaded = archlang.load_run(tmp_path)  # a spec and final weights are enough
+    assert all((a == b).all() for a, b in zip(loaded.model.state_dict().values(), model.state_dict().values()))
+    assert loaded.folder == tmp_path
