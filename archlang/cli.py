@@ -18,7 +18,7 @@ from archlang.errors import ArchlangError, shorten
 
 # Subcommand modules beyond compile/params; each has register(subparsers). Missing ones are skipped
 # so a partial install still runs the language commands.
-_COMMAND_MODULES = ("archlang.train.command", "archlang.analysis.command")
+_COMMAND_MODULES = ("archlang.train.command", "archlang.analysis.command", "archlang.compare.command")
 # Above this many rows the layer table shows only the top level unless --depth is given.
 MAX_DEFAULT_ROWS = 400
 SPEC_HELP = "a .arch file, a shipped spec's name (archlang list), or the spec text itself"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from archlang.errors import ArchlangError
+from archlang.launch.command import add_sweep_flags, sweep_or_none
 
 SEVERAL_GPUS = """\
 several GPUs (torch.distributed, DistributedDataParallel):
@@ -79,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="checkpoint and stop after this long; continue later with --resume")
     p.add_argument("--max-steps", type=int, help="checkpoint and stop after this many optimizer steps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
+    add_sweep_flags(p)
     p.set_defaults(handler=run)
 
 
@@ -114,6 +116,9 @@ def _saved_recipe(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    swept = sweep_or_none(args)  # a spec with {a, b} sets: every point in a process of its own
+    if swept is not None:
+        return swept
     from archlang.train import ddp
     from archlang.train.signals import TrainingInterrupted
 
