@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         stem = Path(args.output) if args.output else Path(args.folders[0]) / f"{metric}-vs-{args.x}"
         for path in plot(rows, metric, args.x, varying, stem):
             print(f"wrote {path}", file=sys.stderr)
+    if args.plot is not None and not (args.csv or args.json or args.markdown):
+        return 0  # the figure was asked for; a table only when a format is named too
     if args.csv:
         sys.stdout.write(table.as_csv(rows, varying))
     elif args.json:

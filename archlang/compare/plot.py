@@ -54,7 +54,8 @@ def _lines(rows: list[Row], metric: str, x: str, varying: list[str]) -> dict[str
         y, at = getattr(r, metric), x_of(r)
         if y is None or at is None:
             continue
-        others = ",".join(f"{v}={r.values[v]}" for v in varying if v != x and v in r.values)
+        # Against parameters a family is one line (WRN Fig. 1); against a value, one per setting of the others.
+        others = "" if x == "params" else ",".join(f"{v}={r.values[v]}" for v in varying if v != x and v in r.values)
         label = " ".join(p for p in (r.family or "net", others) if p)
         lines.setdefault(label, []).append((at, float(y)))
     if not lines:

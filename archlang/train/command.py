@@ -152,8 +152,9 @@ def _prepare(args: argparse.Namespace):
     source = _spec_source(args)
     compiled = compile_spec(source)
     recipe, overrides = args.recipe, _overrides(args)
-    if args.resume is not None and recipe is None and not overrides:
-        # The resolved recipe already includes the train(...) clause; re-applying it changes nothing.
+    if args.resume is not None and recipe is None:
+        # Flags apply on top of the run's own resolved recipe (which already holds the train(...)
+        # clause), so flags equal to the recorded ones resume it and only a changed field is refused.
         recipe = _saved_recipe(args)
     options = TrainOptions(
         device=args.device, bf16=args.bf16, tf32=args.tf32, channels_last=args.channels_last, compile=args.compile,
