@@ -222,3 +222,16 @@ def test_submitit_local_executor_runs_a_two_point_sweep(tmp_path, capsys):
     for name in ("width=8", "width=16"):
         assert _summary(tmp_path / "runs" / "s" / name)["status"] == "finished"
     assert any((tmp_path / "runs" / "s" / "submitit").iterdir())  # submitit's own job files and logs
+
+
+def test_sweep_flag_errors_are_one_message_each(tmp_path, capsys, monkeypatch):
+    base = ["train", SWEEP, "--out", str(tmp_path), *TINY]
+    assert main([*base, "--parallel", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --parallel must be at least 1, got 0")
+    assert main([*base, "--shard", "3/2"]) == 2
+    assert "--shard takes I/N with 1 <= I <= N, got '3/2'" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    assert main([*base, "--launcher", "submitit"]) == 2
+    err = capsys.readouterr().err
+    assert "--launcher submitit submits to SLURM, but this machine has no sbatch" in err
+    assert "hint: run it on a SLURM login node; --launcher submitit-local runs the same jobs as local processes" in err
