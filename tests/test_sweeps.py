@@ -235,3 +235,19 @@ def test_sweep_flag_errors_are_one_message_each(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "--launcher submitit submits to SLURM, but this machine has no sbatch" in err
     assert "hint: run it on a SLURM login node; --launcher submitit-local runs the same jobs as local processes" in err
+
+
+def test_runs_shows_a_damaged_run_as_unreadable_and_the_others(trained_sweep, tmp_path, capsys):
+    sweep, _, _ = trained_sweep
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    (copy / NAMES[0] / "summary.json").write_text("{not json")
+    assert main(["runs", str(copy), "--csv"]) == 0
+    out = capsys.readouterr()
+    assert [r["status"] for r in csv.DictReader(io.StringIO(out.out))] == ["unreadable", *["finished"] * 3]
+    assert f"warning: {copy / NAMES[0] / 'summary.json'}: not valid JSON (" in out.err
+
+
+def test_runs_of_a_folder_without_runs_is_one_message(tmp_path, capsys):
+    assert main(["runs", str(tmp_path)]) == 2
+    assert "no run folders here (no run.json, no sweep.json)" in capsys.readouterr().err

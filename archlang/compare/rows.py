@@ -6,6 +6,7 @@ points come from its manifest (archlang.launch.manifest), so a point not started
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,25 @@ COLUMNS = ("family", "params", "epochs_done", "epochs", "final_test_error", "bes
 
 def read_row(folder: Path, label: str, values: dict[str, str] | None = None, params: int | None = None,
              family: str | None = None) -> Row:
-    """A run folder's row; a folder not started yet (a sweep's point) is a row with status new."""
+    """A run folder's row; a folder not started yet (a sweep's point) is a row with status new.
+
+    A damaged run is a row with status `unreadable` and a warning naming the file: one bad run
+    folder must not hide the table of all the others."""
     row = Row(label, dict(values or {}), family, params)
-    run = RunFolder(folder)
+    try:
+        return _fill(row, RunFolder(folder))
+    except ArchlangError as err:
+        print(f"warning: {err.path or folder}: {err.message}", file=sys.stderr)
+        return Row(label, dict(values or {}), family, params, status="unreadable")
+
+
+def _fill(row: Row, run: RunFolder) -> Row:
     if not run.is_run():
         return row
     info = run.read_info()
-    row.family, row.params, row.status = info.family or family, info.params or params, run.status()
-    row.epochs = run.read_recipe().get("epochs") if isinstance(run.read_recipe().get("epochs"), int) else None
+    row.family, row.params, row.status = info.family or row.family, info.params or row.params, run.status()
+    epochs = run.read_recipe().get("epochs")
+    row.epochs = epochs if isinstance(epochs, int) else None
     history = run.read_metrics()
     summary = run.read_summary()
     errors = [m.test_error for m in history if m.test_error is not None]
