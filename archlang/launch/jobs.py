@@ -41,15 +41,8 @@ class Job:
 
 def run_status(folder: Path) -> str:
     """new (no run yet), running (started, not ended), or how the run ended (summary.json)."""
-    try:
-        from archlang.runs import RunFolder
-    except ModuleNotFoundError:  # TEMPORARY until archlang/runs/ lands: the same rule, read by hand
-        import json
+    from archlang.runs import RunFolder
 
-        if not (folder / "run.json").exists():
-            return "new"
-        summary = folder / "summary.json"
-        return str(json.loads(summary.read_text())["status"]) if summary.is_file() else "running"
     return RunFolder(folder).status()
 
 

@@ -7,6 +7,9 @@ runs/<name>/
   recipe.resolved.yaml every field after merging
   run.json             identity hashes, dataset origin, options, versions, environment
   metrics.jsonl        one JSON object per finished epoch
+  epochs.csv           the same numbers per epoch, as CSV (with the global step)
+  steps.csv            training loss, error and lr every --log-every steps
+  tensorboard/         TensorBoard event files of both (with the [logs] extra)
   checkpoints/         atomic safetensors checkpoints (the newest two)
   model.safetensors    final weights
   summary.json         how the run ended, final numbers
@@ -18,11 +21,13 @@ Everything read is validated (records.py): a damaged file is one ArchlangError n
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -47,11 +52,22 @@ def validation_message(err: ValidationError) -> str:
     return shorten(f"{where}: {first['msg']}", 200)
 
 
+def _step_of(line: str, column: int) -> int:
+    """The step of a CSV log row (one this code wrote); a damaged row sorts past every checkpoint."""
+    cells = line.split(",")
+    try:
+        return int(cells[column])
+    except (IndexError, ValueError):
+        return 1 << 62
+
+
 class RunFolder:
     SPEC, CANONICAL = "spec.arch", "spec.canonical.arch"
     RECIPE_GIVEN, RECIPE_RESOLVED = "recipe.given.yaml", "recipe.resolved.yaml"
     INFO, METRICS, SUMMARY, MODEL = "run.json", "metrics.jsonl", "summary.json", "model.safetensors"
     CHECKPOINTS, LOCK = "checkpoints", ".lock"
+    LOGS: ClassVar[dict[str, str]] = {"steps": "steps.csv", "epochs": "epochs.csv"}
+    TENSORBOARD = "tensorboard"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -185,6 +201,40 @@ class RunFolder:
             if line.strip():
                 rows.append(self._parse(line, MetricsRow, f"{path}:{number}"))
         return rows
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / self.TENSORBOARD
+
+    def append_log_row(self, kind: str, fields: Sequence[str], row: Mapping[str, Any]) -> None:
+        """One row of steps.csv or epochs.csv; the header first when the file is new."""
+        path = self.path / self.LOGS[kind]
+        try:
+            new = not path.exists()
+            with open(path, "a", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(fields), lineterminator="\n")
+                if new:
+                    writer.writeheader()
+                writer.writerow({k: "" if row.get(k) is None else row[k] for k in fields})
+        except OSError as err:
+            from archlang.fileio import write_error
+
+            raise write_error(err, path, self.LOGS[kind]) from None
+
+    def trim_step_log(self, step: int) -> None:
+        """After a resume (or at a new run's start): keep only the log rows up to the checkpoint's step."""
+        for name in self.LOGS.values():
+            path = self.path / name
+            if not path.is_file():
+                continue
+            lines = self.read_text(name).splitlines(keepends=True)
+            header = lines[0].rstrip("\n").split(",") if lines else []
+            at = header.index("step") if "step" in header else None
+            kept = [line for line in lines[1:] if at is not None and _step_of(line, at) <= step]
+            if kept:
+                self._write(name, "".join(lines[:1] + kept))
+            else:  # nothing before the checkpoint: the next row starts the file again, header first
+                path.unlink()
 
     def write_summary(self, summary: Summary) -> None:
         self._write(self.SUMMARY, json.dumps(summary.as_dict(), indent=2) + "\n")

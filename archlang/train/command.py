@@ -79,6 +79,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="checkpoint and stop after this long; continue later with --resume")
     p.add_argument("--max-steps", type=int, help="checkpoint and stop after this many optimizer steps")
+    p.add_argument("--log-every", type=int, default=50, metavar="N", help="steps.csv and TensorBoard rows every "
+                   "N steps, and a plain progress line when stderr is not a terminal (default: 50; 0: per epoch only)")
+    p.add_argument("--eval-subset", type=int, metavar="N", help="evaluate on the first N test images only "
+                   "(quick trials; the numbers are not the paper's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
     add_sweep_flags(p)
     p.set_defaults(handler=run)
@@ -115,10 +119,25 @@ def _saved_recipe(args: argparse.Namespace) -> str:
     return str(run.recipe_path)
 
 
+def _said_finished(folder: Path) -> bool:
+    """A finished run has nothing left to train: one line says so (and the command exits 0)."""
+    from archlang.runs import RunFolder
+
+    summary = RunFolder.open(folder).read_summary()
+    if summary is None or summary.status != "finished":
+        return False
+    error = f", final test error {summary.final_test_error:.2f}%" if summary.final_test_error is not None else ""
+    print(f"{folder} is finished ({summary.epochs_done} of {summary.epochs} epochs{error}); nothing to train",
+          file=sys.stderr)
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     swept = sweep_or_none(args)  # a spec with {a, b} sets: every point in a process of its own
     if swept is not None:
         return swept
+    if args.resume is not None and _said_finished(Path(args.resume)):
+        return 0
     from archlang.train import ddp
     from archlang.train.signals import TrainingInterrupted
 
@@ -162,7 +181,7 @@ def _prepare(args: argparse.Namespace):
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         checkpoint_every_s=max(0.0, args.checkpoint_minutes * 60.0),
         max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit is not None else None,
-        workers=args.workers,
+        workers=args.workers, log_every=args.log_every, eval_subset=args.eval_subset,
     )
     return lambda: train(compiled, recipe=recipe, overrides=overrides, out=args.out, name=args.name, resume=args.resume,
                          data_dir=args.data_dir, subset=args.subset, options=options, spec_text=source.text)

@@ -34,6 +34,8 @@ class TrainOptions:
     time_limit_s: float | None = None  # stop (checkpointed) after this long; resume later
     workers: int | None = None  # DataLoader processes for ImageNet (None: up to 8, one core left free)
     sync_every: int | None = None  # read loss/error back every N steps (None: 1 on CPU, 50 on CUDA)
+    log_every: int = 50  # CSV/TensorBoard rows and (without a terminal) a progress line every N steps; 0: epochs only
+    eval_subset: int | None = None  # evaluate on the first N test images (quick trials)
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
 
     def check(self) -> None:
@@ -44,6 +46,10 @@ class TrainOptions:
             raise ArchlangError(f"--time-limit must be a positive number of minutes, got {self.time_limit_s / 60:g}")
         if self.threads is not None and self.threads < 1:
             raise ArchlangError(f"--threads must be at least 1, got {self.threads}")
+        if self.log_every < 0:
+            raise ArchlangError(f"--log-every must be at least 0, got {self.log_every}")
+        if self.eval_subset is not None and self.eval_subset < 1:
+            raise ArchlangError(f"--eval-subset must be at least 1, got {self.eval_subset}")
         if self.sync_every is not None and self.sync_every < 1:
             raise ArchlangError(f"sync_every must be at least 1, got {self.sync_every}")
 

@@ -26,6 +26,7 @@ from archlang.runs.state import host_tensors
 from archlang.train import ddp, model_tools, plots, sources
 from archlang.train.checkpointing import CheckpointWriter, load_into
 from archlang.train.evaluate import EvalResult, evaluate
+from archlang.train.logs import TrainLog, header_lines, stop_reason
 from archlang.train.meter import Meter
 from archlang.train.options import TrainOptions, configure_backends, environment, tune_allocator
 from archlang.train.plan import RunPlan, load_data
@@ -65,6 +66,7 @@ class Trainer:
         ddp.agreed(self.ctx, self.resume)
         ddp.same_everywhere(self.ctx, "the checkpoint to resume from", [self.start_epoch, self.start_step])
         self.wrap()
+        self.logs = self.open_logs()
         self.call_start = self.last_save = time.monotonic()
         with self.signals:
             try:
@@ -142,6 +144,8 @@ class Trainer:
         configure_backends(device, opts)
         self.data = load_data(self.compiled, self.plan, ctx, opts)
         train_split = self.data.train.first(self.plan.subset) if self.plan.subset else self.data.train
+        # --eval-subset: quick trials evaluate the first N test images, not all of them every epoch
+        self.train_split, self.test_split = train_split, self.data.test.first(opts.eval_subset) if opts.eval_subset else self.data.test
         ddp.agreed(ctx, lambda: ddp.check_batch_split(ctx, r.batch_size, len(train_split)))
         torch.manual_seed(r.seed)
         self.model: nn.Module = self.compiled.build()
@@ -160,7 +164,7 @@ class Trainer:
                                   "channels_last": opts.channels_last, "dtype": torch.float32, "workers": opts.workers}
         self.train_loader = sources.make_loader(train_split, r, train=True, batch_size=r.batch_size, seed=r.seed,
                                                 rank=ctx.rank, world_size=ctx.world_size, **common)
-        self.test_loader = sources.make_loader(self.data.test, r, train=False, batch_size=r.eval_batch_size, **common)
+        self.test_loader = sources.make_loader(self.test_split, r, train=False, batch_size=r.eval_batch_size, **common)
         self.meter_seconds = 0.0
 
     def resume(self) -> None:
@@ -190,6 +194,19 @@ class Trainer:
         self.last_checkpoint = state.path
         self.opts.log(f"resuming {self.plan.folder} at epoch {p.epoch + 1}, step {p.step} from {state.path.name}")
 
+    def open_logs(self) -> TrainLog:
+        """CSV and TensorBoard logs (rank 0), and the start-up header."""
+        resumed = (self.start_epoch, self.start_step) if self.plan.resuming and (self.start_epoch or self.start_step) else None
+        at = resumed[0] * len(self.train_loader) + resumed[1] if resumed else None
+        logs = TrainLog(self.run, enabled=self.ctx.is_main, every=self.opts.log_every, log=self.opts.log,
+                        plain=not (self.opts.progress and _stderr_is_tty()), resumed_at=at)
+        logs.header(header_lines(
+            spec=self.compiled.canonical, params=self.compiled.total_params, recipe=self.recipe,
+            recipe_name=self.plan.recipe_label, dataset=self.data.name, train_images=len(self.train_split),
+            test_images=len(self.test_split), device=str(self.device), threads=torch.get_num_threads(),
+            processes=self.ctx.world_size, folder=self.plan.folder, resumed=resumed))
+        return logs
+
     def wrap(self) -> None:
         # DDP wraps the model after the checkpoint is loaded: its construction broadcasts rank 0's
         # weights and buffers. Rank 0 evaluates alone on the bare module (no collectives).
@@ -217,6 +234,7 @@ class Trainer:
         self.history.append(row)
         if self.ctx.is_main:  # the other processes have no test metrics: they did not evaluate
             self.run.append_metrics(row)
+            self.logs.epoch(row, (epoch + 1) * len(self.train_loader))
             self.opts.log(f"epoch {epoch + 1}/{self.recipe.epochs}: train loss {train_loss:.4f}, train error "
                           f"{train_error:.2f}%, test error {test.error:.2f}%, lr {row.lr:.4g}, {row.seconds:.1f} s")
         self.scheduler.step()
@@ -244,6 +262,9 @@ class Trainer:
         self.run.write_summary(self._summary(status))
         plots.write_plots(self.plan.folder, [h.as_dict() for h in self.history],
                           f"{self.compiled.family or 'net'} / {self.plan.recipe_label}")
+        self.logs.close(*stop_reason(status, max_steps=self.opts.max_steps, steps=self.steps_this_call,
+                                     time_limit_s=self.opts.time_limit_s, signum=self.signals.received,
+                                     folder=self.plan.folder))
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -262,6 +283,9 @@ class Trainer:
             raise error if self.ctx.is_main else ddp.ReportedByRankZero(error.message, path=error.path, hint=error.hint)
         train_loss, train_error = self.meter.record()
         self.bar.advance(step + 1 - first_step, f"loss {train_loss:.4f} err {train_error:5.2f}%")
+        self.logs.step(global_step=epoch * len(self.train_loader) + step + 1, epoch=epoch, step=step + 1,
+                       steps=len(self.train_loader), loss=train_loss, error=train_error,
+                       lr=self.optimizer.param_groups[0]["lr"], seconds=time.monotonic() - self.t0)
         return result.flags
 
     def stop_rule(self, flags: list[bool]) -> str | None:
