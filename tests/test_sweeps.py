@@ -20,8 +20,8 @@ import pytest
 from archlang.cli import main
 from archlang.errors import ArchlangError, Source
 from archlang.launch.command import forwarded_flags
-from archlang.launch.manifest import manifest_of, read_manifest, write_manifest
 from archlang.launch.points import folder_name, parse_shard, shard, slurm_shard, sweep_points, within_budget
+from archlang.runs.sweep import manifest_of, read_manifest, write_manifest
 from tests.conftest import write_mnist
 
 SWEEP = "mlp(depth={2, 4}, width={8, 16})"
@@ -85,13 +85,14 @@ def test_max_params_on_the_command_line_trains_nothing(tmp_path, capsys):
 
 def test_manifest_round_trip_and_refuses_another_sweep(tmp_path):
     points = sweep_points(Source(SWEEP))
-    write_manifest(tmp_path, manifest_of(SWEEP, points))
+    write_manifest(tmp_path, manifest_of(SWEEP, [p.as_dict() for p in points]))
     manifest = read_manifest(tmp_path)
     assert manifest is not None and [p.name for p in manifest.points] == NAMES
     assert manifest.varying == ["depth", "width"] and manifest.points[3].params == 13978
-    write_manifest(tmp_path, manifest_of(SWEEP, points))  # the same sweep again: fine (shards write alike)
+    write_manifest(tmp_path, manifest_of(SWEEP, [p.as_dict() for p in points]))  # the same sweep again: fine (shards write alike)
     with pytest.raises(ArchlangError) as err:
-        write_manifest(tmp_path, manifest_of("x", sweep_points(Source("mlp(depth={2, 3}, width=8)"))))
+        other = sweep_points(Source("mlp(depth={2, 3}, width=8)"))
+        write_manifest(tmp_path, manifest_of("x", [p.as_dict() for p in other]))
     assert err.value.message == "this folder holds another sweep (its points differ)"
     (tmp_path / "sweep.json").write_text('{"spec": 1}')
     with pytest.raises(ArchlangError) as err:

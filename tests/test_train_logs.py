@@ -78,3 +78,21 @@ def test_stop_line_resume_drops_later_rows_and_a_finished_run_says_so(tmp_path, 
     out = capsys.readouterr()
     assert out.out == "" and out.err.count("\n") == 1
     assert out.err.startswith(f"{run} is finished (2 of 2 epochs, final test error ")
+
+
+def test_without_tensorboard_the_event_files_are_skipped_and_the_header_says_so(tmp_path, monkeypatch):
+    import sys
+
+    from archlang.runs import RunFolder
+    from archlang.train.logs import TrainLog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now raises ImportError
+    lines: list[str] = []
+    logs = TrainLog(RunFolder(tmp_path), enabled=True, every=1, plain=False, log=lines.append, resumed_at=None)
+    logs.header([("spec", SPEC)])
+    assert lines == [f"spec         {SPEC}", "tensorboard  off (tensorboard is not installed: pip install 'archlang[logs]')"]
+    logs.step(global_step=1, epoch=0, step=1, steps=4, loss=2.5, error=90.0, lr=0.1, seconds=0.5)
+    logs.close("finished", None)
+    assert not (tmp_path / "tensorboard").exists()
+    assert (tmp_path / "steps.csv").read_text() == "step,epoch,train_loss,train_error,lr,seconds\n1,1,2.5,90.0,0.1,0.5\n"
+    assert lines[-1] == "stopped: finished"

@@ -1,7 +1,7 @@
 """The rows of `archlang runs`: one per run folder, with the sweep's varying values when it has them.
 
 Run folders are read through archlang.runs (RunFolder and its validated records) only; a sweep's
-points come from its manifest (archlang.launch.manifest), so a point not started yet is a row too.
+points come from its manifest (archlang.runs.sweep), so a point not started yet is a row too.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from archlang.errors import ArchlangError
-from archlang.launch.manifest import read_manifest
 from archlang.runs import RunFolder
+from archlang.runs.sweep import read_manifest
 
 # A folder holding more run folders than this is not a runs/ folder someone means to tabulate.
 MAX_RUNS = 10_000

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from archlang.errors import ArchlangError, Source, shorten
 from archlang.launch import jobs
-from archlang.launch.manifest import manifest_of, write_manifest
 from archlang.launch.points import parse_shard, shard, slurm_shard, sweep_name, sweep_points, within_budget
+from archlang.runs.sweep import manifest_of, write_manifest
 
 # Flags the sweep consumes itself (or sets per point) and never passes on to a point's process.
 SWEEP_DESTS = {"spec", "out", "name", "resume", "threads", "parallel", "shard", "launcher", "partition",
@@ -100,7 +100,7 @@ def run_sweep(args: argparse.Namespace, source: Source) -> int:
     points = sweep_points(source)
     root = Path(args.out) / (args.name or sweep_name(source))
     root.mkdir(parents=True, exist_ok=True)
-    write_manifest(root, manifest_of(source.text, points))
+    write_manifest(root, manifest_of(source.text, [p.as_dict() for p in points]))
     which = parse_shard(args.shard) if args.shard else slurm_shard()
     mine = shard(points, which)
     mine, skipped = within_budget(mine, args.max_params)

@@ -1,5 +1,11 @@
 """sweep.json: the list of a sweep's points, beside their run folders (runs/<sweep>/<point>/).
 
+runs/<sweep>/
+  sweep.json     the points: name, varying values, concrete spec, parameters, family
+  <point>/       one ordinary run folder per point (archlang.runs.folder)
+  logs/          each point's output when points train side by side
+  submitit/      submitit's job files, with --launcher submitit
+
 The manifest holds only what the spec decides (the points, their specs and parameter counts), never
 progress: every shard of a sweep, on any machine, writes the same bytes, so shards racing to write
 it cannot disagree, and how far each point got is read from its own run folder.
@@ -15,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationErr
 
 from archlang.errors import ArchlangError, shorten
 from archlang.fileio import atomic_write_text
-from archlang.launch.points import Point
+from archlang.runs.folder import validation_message
 
 MANIFEST = "sweep.json"
 FORMAT = 1
@@ -46,8 +52,8 @@ class Manifest(BaseModel):
         return list(self.points[0].values) if self.points else []
 
 
-def manifest_of(spec_text: str, points: list[Point]) -> Manifest:
-    return Manifest(spec=spec_text, points=[PointRecord.model_validate(p.as_dict()) for p in points])
+def manifest_of(spec_text: str, points: list[dict[str, Any]]) -> Manifest:
+    return Manifest(spec=spec_text, points=[PointRecord.model_validate(p) for p in points])
 
 
 def read_manifest(folder: Path) -> Manifest | None:
@@ -62,13 +68,8 @@ def read_manifest(folder: Path) -> Manifest | None:
             raise ArchlangError(f"{MANIFEST} is over {MAX_MANIFEST >> 20} MiB: not a file archlang wrote", path=str(path))
         return Manifest.model_validate(json.loads(data.decode("utf-8")))
     except (OSError, ValueError, RecursionError) as exc:
-        if isinstance(exc, ValidationError):
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "top level"
-            reason = f"{where}: {first['msg']}"
-        else:
-            reason = str(exc)
-        raise ArchlangError(f"{MANIFEST} is damaged ({shorten(reason, 160)})", path=str(path),
+        reason = validation_message(exc) if isinstance(exc, ValidationError) else shorten(str(exc), 160)
+        raise ArchlangError(f"{MANIFEST} is damaged ({reason})", path=str(path),
                             hint="delete it: the next `archlang train SWEEP` writes it again") from None
 
 
