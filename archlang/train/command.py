@@ -40,7 +40,9 @@ def _set_pair(text: str) -> tuple[str, Any]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    # A usage line listing 40 flags is longer than a screen (and than any error it precedes): --help lists them.
     p = subparsers.add_parser("train", help="train a spec with its paper's recipe; writes runs/<name>/",
+                              usage="%(prog)s [SPEC] [--recipe NAME|FILE] [options]  (--help lists them)",
                               description="Train a spec on real data with a paper recipe. Recipe fields come from "
                               "the YAML recipe, then the spec's train(...) clause, then these flags.",
                               epilog=SEVERAL_GPUS, formatter_class=argparse.RawDescriptionHelpFormatter)
