@@ -216,3 +216,84 @@ def latest_good_checkpoint(folder: Path, warn: Callable[[str], None] | None = No
 def estimate_checkpoint_bytes(model: torch.nn.Module, optimizer_states_per_param: int) -> int:
     n = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     return n * (1 + optimizer_states_per_param) + (1 << 20)
+
+
+# ---- grouped checkpoints: G copies trained in one process (archlang.train.grouped_run) ------
+
+GROUPED_FORMAT = "archlang-grouped-checkpoint-1"
+GROUPED_RE = re.compile(r"^grouped-e(\d{5})-s(\d{7})\.safetensors$")
+
+
+def grouped_checkpoint_name(epoch: int, step: int) -> str:
+    return f"grouped-e{epoch:05d}-s{step:07d}.safetensors"
+
+
+@dataclass
+class GroupedCheckpoint:
+    """The grouped model's and optimizer's tensors (copies on the first axis) and each copy's Progress."""
+
+    path: Path
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, torch.Tensor]
+    progress: list[Progress]
+
+
+def write_grouped(folder: Path, model: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor],
+                  progress: list[Progress]) -> Path:
+    """One file for the whole group, checksummed as a single run's; the newest KEEP are kept."""
+    tensors = {**{f"model.{k}": to_host(v) for k, v in model.items()},
+               **{f"optim.{k}": to_host(v) for k, v in optimizer.items()}}
+    meta = {"format": GROUPED_FORMAT, "progress": json.dumps([p.as_json() for p in progress])}
+    meta["digest"] = _digest(tensors, meta)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / grouped_checkpoint_name(progress[0].epoch, progress[0].step)
+    save_tensors(path, tensors, metadata=meta, what="grouped checkpoint")
+    for old in list_grouped(folder)[:-KEEP]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_grouped(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if GROUPED_RE.match(p.name))
+
+
+def read_grouped(path: Path) -> GroupedCheckpoint:
+    meta, tensors = _open(path)
+    if meta.get("format") != GROUPED_FORMAT:
+        raise ArchlangError("not an archlang grouped checkpoint (missing format tag)", path=str(path))
+    if _digest(tensors, meta) != meta.get("digest"):
+        raise ArchlangError("grouped checkpoint is corrupted (tensor or metadata checksum mismatch)", path=str(path))
+    try:
+        progress = [Progress.model_validate(p) for p in json.loads(meta["progress"])]
+    except ValidationError as exc:
+        from archlang.runs.folder import validation_message
+
+        raise ArchlangError(f"grouped checkpoint metadata is damaged ({validation_message(exc)})",
+                            path=str(path)) from None
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ArchlangError(f"grouped checkpoint metadata is damaged ({type(exc).__name__})", path=str(path)) from None
+    return GroupedCheckpoint(path, _under(tensors, "model."), _under(tensors, "optim."), progress)
+
+
+def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def latest_good_grouped(folder: Path, warn: Callable[[str], None]) -> GroupedCheckpoint | None:
+    """The newest grouped checkpoint that verifies; a damaged newer one is reported and skipped."""
+    damaged: list[ArchlangError] = []
+    for path in reversed(list_grouped(folder)):
+        try:
+            ckpt = read_grouped(path)
+        except ArchlangError as exc:
+            damaged.append(exc)
+            continue
+        for exc in damaged:
+            warn(f"warning: {exc.render()}\n  damaged, falling back to the previous grouped checkpoint {path.name}")
+        return ckpt
+    if damaged:
+        raise ArchlangError("no usable grouped checkpoint: every one is damaged", path=str(folder),
+                            hint=damaged[0].render())
+    return None

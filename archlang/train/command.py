@@ -67,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", default="runs", help="parent folder of the run folder (default: runs)")
     p.add_argument("--name", help="run folder name (default: <family>-<recipe>-<hash>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest good checkpoint")
+    p.add_argument("--seeds", metavar="N|LIST", help="train one copy per seed in ONE process (grouped layers): N "
+                   "means seeds 0..N-1, a list like 3,5,8 names them; one run folder per seed (<name>-seed<S> with "
+                   "--name). --resume of any of those folders continues the whole group")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--bf16", "--amp", dest="bf16", action="store_true", help="bf16 autocast (default: fp32 as the papers)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for conv nets")
@@ -110,6 +113,12 @@ def _spec_source(args: argparse.Namespace):
         raise ArchlangError("give a SPEC to train (a .arch file or the spec text), or --resume a run folder")
     text, name = RunFolder.open(args.resume).read_spec()
     return Source(text, name)
+
+
+def _is_grouped(folder: str) -> bool:
+    from archlang.train.grouped_run import group_of
+
+    return group_of(folder) is not None
 
 
 def _saved_recipe(args: argparse.Namespace) -> str:
@@ -161,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 err.message = f"process {ctx.rank} of {ctx.world_size}: {err.message}"
             raise
         if ctx.is_main:
-            print(folder)
+            print("\n".join(map(str, folder)) if isinstance(folder, list) else folder)
     return 0
 
 
@@ -185,5 +194,13 @@ def _prepare(args: argparse.Namespace):
         max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit is not None else None,
         workers=args.workers, log_every=args.log_every, eval_subset=args.eval_subset,
     )
+    if args.seeds is not None or (args.resume is not None and _is_grouped(args.resume)):
+        from archlang.train.grouped_run import parse_seeds, train_grouped
+
+        seeds = parse_seeds(args.seeds) if args.seeds is not None and args.resume is None else None
+        recipe = args.recipe  # each copy resumes with its own saved recipe unless one is given
+        return lambda: train_grouped(compiled, seeds, recipe=recipe, overrides=overrides, out=args.out, name=args.name,
+                                     resume=args.resume, data_dir=args.data_dir, subset=args.subset, options=options,
+                                     spec_text=source.text)
     return lambda: train(compiled, recipe=recipe, overrides=overrides, out=args.out, name=args.name, resume=args.resume,
                          data_dir=args.data_dir, subset=args.subset, options=options, spec_text=source.text)

@@ -322,26 +322,36 @@ class Trainer:
                           "of the processes other than rank 0, nor batch norm's per-process statistics")
 
     def _run_info(self) -> dict[str, Any]:
-        data, plan = self.data, self.plan
-        return {"recipe_name": plan.recipe_label, "family": self.compiled.family, "dataset": data.name,
-                "data_origin": data.origin, "data_dir": str(Path(plan.data_dir).resolve()) if plan.data_dir else None,
-                "options": self.opts.recorded(), "torch": torch.__version__, "params": self.compiled.total_params,
-                "processes": self.ctx.world_size, "environment": environment(self.device)}
+        return run_info(self.compiled, self.plan, self.data, self.opts, self.device, self.ctx.world_size)
 
     def _summary(self, status: str) -> Summary:
-        last = self.history[-1] if self.history else None
-        k = list(last.gates_k.values()) if last else []
-        errors = [h.test_error for h in self.history if h.test_error is not None]
-        return Summary(status=status, epochs_done=len(self.history), epochs=self.recipe.epochs,
-                       recipe=self.plan.recipe_label, family=self.compiled.family, dataset=self.data.name,
-                       train_images=self.plan.subset or len(self.data.train), params=self.compiled.total_params,
-                       final_test_error=last.test_error if last else None,
-                       final_test_error_top5=last.test_error_top5 if last else None,
-                       best_test_error=min(errors, default=None),
-                       final_train_loss=last.train_loss if last else None,
-                       final_train_error=last.train_error if last else None,
-                       mean_k=sum(k) / len(k) if k else None,
-                       seconds=round(sum(h.seconds for h in self.history), 3))
+        return run_summary(status, self.history, self.compiled, self.plan, self.data)
+
+
+def run_info(compiled: Compiled, plan: RunPlan, data: Any, opts: TrainOptions, device: torch.device,
+             processes: int) -> dict[str, Any]:
+    """run.json's fields beyond the identity (a grouped run writes them for each copy too)."""
+    return {"recipe_name": plan.recipe_label, "family": compiled.family, "dataset": data.name,
+            "data_origin": data.origin, "data_dir": str(Path(plan.data_dir).resolve()) if plan.data_dir else None,
+            "options": opts.recorded(), "torch": torch.__version__, "params": compiled.total_params,
+            "processes": processes, "environment": environment(device)}
+
+
+def run_summary(status: str, history: list[MetricsRow], compiled: Compiled, plan: RunPlan, data: Any) -> Summary:
+    """summary.json from a run's metric history."""
+    last = history[-1] if history else None
+    k = list(last.gates_k.values()) if last else []
+    errors = [h.test_error for h in history if h.test_error is not None]
+    return Summary(status=status, epochs_done=len(history), epochs=plan.resolved.recipe.epochs,
+                   recipe=plan.recipe_label, family=compiled.family, dataset=data.name,
+                   train_images=plan.subset or len(data.train), params=compiled.total_params,
+                   final_test_error=last.test_error if last else None,
+                   final_test_error_top5=last.test_error_top5 if last else None,
+                   best_test_error=min(errors, default=None),
+                   final_train_loss=last.train_loss if last else None,
+                   final_train_error=last.train_error if last else None,
+                   mean_k=sum(k) / len(k) if k else None,
+                   seconds=round(sum(h.seconds for h in history), 3))
 
 
 def _stderr_is_tty() -> bool:

@@ -1,0 +1,110 @@
+"""`archlang train --seeds`: one process, one ordinary run folder per seed, each equal to its single run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import archlang
+from archlang.cli import main
+from archlang.errors import ArchlangError
+from archlang.runs.checkpoint import list_checkpoints, list_grouped
+from archlang.train import TrainOptions, train
+from archlang.train.grouped_run import parse_seeds, train_grouped
+
+SPEC = "mlp(depth=4, width=24, block=gated(residual))"
+# SGD with momentum and weight decay, 4 steps an epoch on tiny_mnist's 64 images.
+RECIPE = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "weight_decay": 1e-4, "epochs": 2, "batch_size": 16}
+
+
+def _options(**kw: Any) -> TrainOptions:
+    return TrainOptions(progress=False, log=lambda message: None, threads=1, **kw)
+
+
+def _grouped(data: Path, out: Path, name: str, seeds: list[int] | None = None, resume: Path | None = None,
+             **kw: Any) -> list[Path]:
+    return train_grouped(archlang.compile_spec(SPEC), seeds, overrides=RECIPE, out=out, name=name, resume=resume,
+                         data_dir=data, options=_options(**kw))
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _rows(folder: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_two_seeds_equal_two_single_runs_and_analyses_read_them(tiny_mnist: Path, tmp_path: Path, capsys) -> None:
+    folders = _grouped(tiny_mnist, tmp_path, "g", [0, 1])
+    assert [f.name for f in folders] == ["g-seed0", "g-seed1"]
+    for seed, folder in enumerate(folders):
+        single = train(archlang.compile_spec(SPEC), overrides={**RECIPE, "seed": seed}, out=tmp_path,
+                       name=f"single{seed}", data_dir=tiny_mnist, options=_options())
+        mine, theirs = _weights(folder), _weights(single)
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            torch.testing.assert_close(mine[key], theirs[key], atol=1e-5, rtol=0, msg=key)
+        for a, b in zip(_rows(folder), _rows(single), strict=True):
+            assert a["epoch"] == b["epoch"] and a["lr"] == b["lr"] and a["test_error"] == b["test_error"]
+            assert a["gates_k"] == pytest.approx(b["gates_k"], abs=1e-5)
+        info = json.loads((folder / "run.json").read_text())
+        assert info["group"] == {"seeds": [0, 1], "folders": ["g-seed0", "g-seed1"]}
+        assert json.loads((folder / "summary.json").read_text())["status"] == "finished"
+    assert len(list_grouped(folders[0] / "checkpoints")) == 2 and not list_checkpoints(folders[0] / "checkpoints")
+    capsys.readouterr()
+    assert main(["gates", str(folders[1])]) == 0
+    assert "4.gate" in capsys.readouterr().out
+
+
+def test_stopped_and_resumed_group_equals_straight_group(tiny_mnist: Path, tmp_path: Path) -> None:
+    straight = _grouped(tiny_mnist, tmp_path, "straight", [3, 5])
+    pieces = _grouped(tiny_mnist, tmp_path, "pieces", [3, 5], max_steps=3)  # inside epoch 1 (4 steps)
+    assert json.loads((pieces[1] / "summary.json").read_text())["status"] == "stopped"
+    assert not (pieces[1] / "model.safetensors").exists()
+    _grouped(tiny_mnist, tmp_path, "pieces", resume=pieces[1], max_steps=3)  # any member resumes the group
+    assert main(["train", "--resume", str(pieces[0]), "--no-progress", "--threads", "1", "--data-dir",
+                 str(tiny_mnist)]) == 0  # the CLI finds the group in run.json
+    for a, b in zip(straight, pieces, strict=True):
+        wa, wb = _weights(a), _weights(b)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), a.name
+        assert _rows(a) == _rows(b)
+        assert json.loads((b / "summary.json").read_text())["status"] == "finished"
+
+
+def test_unsupported_kind_is_one_message_exit_2(tiny_mnist: Path, tmp_path: Path, capsys) -> None:
+    code = main(["train", "diracnet(depth=10, k=1)", "--seeds", "2", "--out", str(tmp_path), "--data-dir",
+                 str(tiny_mnist)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "error: grouped training (several copies in one process) does not support ncrelu layers" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # refused before any run folder
+
+
+def test_seed_lists_and_their_errors() -> None:
+    assert parse_seeds("3") == [0, 1, 2]
+    assert parse_seeds("3,5,8") == [3, 5, 8]
+    assert parse_seeds("7,") == [7]
+    for text, message in (("x", "--seeds takes a count N or a list like 3,5,8, not 'x'"),
+                          ("0", "--seeds needs 1 to 256 distinct non-negative seeds, got '0'"),
+                          ("1,1", "--seeds needs 1 to 256 distinct non-negative seeds, got '1,1'")):
+        with pytest.raises(ArchlangError) as err:
+            parse_seeds(text)
+        assert err.value.message == message
+
+
+def test_seed_override_and_non_sgd_recipes_are_refused(tiny_mnist: Path, tmp_path: Path) -> None:
+    with pytest.raises(ArchlangError) as err:
+        train_grouped(archlang.compile_spec(SPEC), [0, 1], overrides={"seed": 4}, out=tmp_path, data_dir=tiny_mnist,
+                      options=_options())
+    assert err.value.message == "--seeds sets each copy's seed: drop --seed (or seed=) from the overrides"
+    with pytest.raises(ArchlangError) as err:
+        train_grouped(archlang.compile_spec(SPEC), [0, 1], overrides={**RECIPE, "optimizer": "adam"}, out=tmp_path,
+                      name="adam", data_dir=tiny_mnist, options=_options())
+    assert err.value.message == "grouped training steps sgd or nadam recipes, not adam"
