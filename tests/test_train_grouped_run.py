@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
+from threads import one_thread  # noqa: F401 (autouse: one torch thread in this module, restored after it)
 
 import archlang
 from archlang.cli import main
@@ -108,3 +109,25 @@ def test_seed_override_and_non_sgd_recipes_are_refused(tiny_mnist: Path, tmp_pat
         train_grouped(archlang.compile_spec(SPEC), [0, 1], overrides={**RECIPE, "optimizer": "adam"}, out=tmp_path,
                       name="adam", data_dir=tiny_mnist, options=_options())
     assert err.value.message == "grouped training steps sgd or nadam recipes, not adam"
+
+
+def test_damaged_grouped_checkpoint_is_caught_and_the_previous_one_used(tmp_path: Path) -> None:
+    from archlang.runs import Progress, Totals
+    from archlang.runs import rng as run_rng
+    from archlang.runs.checkpoint import latest_good_grouped, read_grouped, write_grouped
+
+    def progress(step: int) -> list[Progress]:
+        return [Progress(epoch=0, step=step, totals=Totals(), history=[], run_hash="ab" * 32, rng=[run_rng.capture()])]
+
+    write_grouped(tmp_path, {"w": torch.ones(2, 3)}, {"step": torch.tensor(1)}, progress(1))
+    newest = write_grouped(tmp_path, {"w": torch.zeros(2, 3)}, {"step": torch.tensor(2)}, progress(2))
+    data = bytearray(newest.read_bytes())
+    data[-1] ^= 0xFF  # a flipped bit in the last tensor's bytes
+    newest.write_bytes(bytes(data))
+    with pytest.raises(ArchlangError) as err:
+        read_grouped(newest)
+    assert err.value.message == "grouped checkpoint is corrupted (tensor or metadata checksum mismatch)"
+    warnings: list[str] = []
+    state = latest_good_grouped(tmp_path, warn=warnings.append)
+    assert state is not None and state.progress[0].step == 1 and torch.equal(state.model["w"], torch.ones(2, 3))
+    assert len(warnings) == 1 and "falling back to the previous grouped checkpoint" in warnings[0]
