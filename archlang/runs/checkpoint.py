@@ -196,19 +196,24 @@ def latest_good_checkpoint(folder: Path, warn: Callable[[str], None] | None = No
     if folder.is_dir():  # temporaries of writes cut short by a kill: never a checkpoint, drop them
         for stale in folder.glob(".ckpt-*.tmp-*"):
             stale.unlink(missing_ok=True)
+    return _newest_good(list_checkpoints(folder), read_checkpoint, warn, "checkpoint", folder)
+
+
+def _newest_good(paths: list[Path], read: Callable[[Path], Any], warn: Callable[[str], None], what: str,
+                 folder: Path) -> Any:
     damaged: list[ArchlangError] = []
-    for path in reversed(list_checkpoints(folder)):
+    for path in reversed(paths):
         try:
-            ckpt = read_checkpoint(path)
+            ckpt = read(path)
         except ArchlangError as exc:
             damaged.append(exc)
             continue
         for exc in damaged:
-            warn(f"warning: {exc.render()}\n  damaged, falling back to the previous checkpoint {path.name}")
+            warn(f"warning: {exc.render()}\n  damaged, falling back to the previous {what} {path.name}")
         return ckpt
     if damaged:
         names = ", ".join(Path(e.path or "?").name for e in damaged)
-        raise ArchlangError(f"no usable checkpoint: every checkpoint is damaged ({names})", path=str(folder),
+        raise ArchlangError(f"no usable {what}: every {what} is damaged ({names})", path=str(folder),
                             hint=damaged[0].render())
     return None
 
@@ -283,17 +288,4 @@ def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
 
 def latest_good_grouped(folder: Path, warn: Callable[[str], None]) -> GroupedCheckpoint | None:
     """The newest grouped checkpoint that verifies; a damaged newer one is reported and skipped."""
-    damaged: list[ArchlangError] = []
-    for path in reversed(list_grouped(folder)):
-        try:
-            ckpt = read_grouped(path)
-        except ArchlangError as exc:
-            damaged.append(exc)
-            continue
-        for exc in damaged:
-            warn(f"warning: {exc.render()}\n  damaged, falling back to the previous grouped checkpoint {path.name}")
-        return ckpt
-    if damaged:
-        raise ArchlangError("no usable grouped checkpoint: every one is damaged", path=str(folder),
-                            hint=damaged[0].render())
-    return None
+    return _newest_good(list_grouped(folder), read_grouped, warn, "grouped checkpoint", folder)
