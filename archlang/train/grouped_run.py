@@ -80,6 +80,11 @@ def train_grouped(compiled: Compiled, seeds: list[int] | None, *, recipe: str | 
     check_supported(compiled.network, compiled.source)  # before any folder exists
     if ddp.context_from_env().enabled:
         raise ArchlangError("--seeds trains its copies in one process, not under torchrun")
+    unsupported = [flag for flag, on in (("--bf16", opts.bf16), ("--compile", opts.compile),
+                                         ("--channels-last", opts.channels_last)) if on]
+    if unsupported:
+        raise ArchlangError(f"--seeds does not take {', '.join(unsupported)} (grouped runs are fp32, eager, "
+                            "contiguous)")
     overrides = dict(overrides or {})
     if "seed" in overrides:
         raise ArchlangError("--seeds sets each copy's seed: drop --seed (or seed=) from the overrides")
