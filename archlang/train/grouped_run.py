@@ -231,7 +231,8 @@ class GroupedTrainer:
                                                         batch_size=r.batch_size, seed=p.resolved.recipe.seed,
                                                         rank=0, world_size=1, **common),
                                  Meter(device, ddp.SINGLE, Totals())) for p in self.plans]
-        self.test_loader = sources.make_loader(self.data.test, r, train=False, batch_size=r.eval_batch_size, **common)
+        test_split = self.data.test.first(opts.eval_subset) if opts.eval_subset else self.data.test
+        self.test_loader = sources.make_loader(test_split, r, train=False, batch_size=r.eval_batch_size, **common)
 
     def resume(self) -> None:
         """New copies' identity files, or the group's newest good grouped checkpoint."""
