@@ -84,7 +84,12 @@ FIELD_NOTES = {
                "them); `imagenet` streams ILSVRC2012 image by image (docs/training.md).",
     "train_split": "`train+extra` adds SVHN's 531,131 extra images to its training split.",
     "normalize": "`scale`: pixels to [0, 1]; `mean`: minus the per-channel mean; `meanstd`: also divided by "
-                 "the per-channel standard deviation.",
+                 "the per-channel standard deviation; `pixel_mean`: minus the training split's per-pixel mean "
+                 "image; `gcn`: global contrast normalisation of each image (pylearn2, scaled to `gcn_scale`), "
+                 "then minus the per-pixel mean of the normalised training split; `gcn_zca`: GCN then ZCA "
+                 "whitening fitted on the training split.",
+    "gcn_scale": "GCN: each image, minus its mean, is scaled to this L2 norm (pylearn2's CIFAR-10 script: 55).",
+    "zca_bias": "ZCA: added to the covariance's eigenvalues (pylearn2's `filter_bias`).",
     "crop_pad": "Random crops of the image padded by this many pixels on each side (0: no cropping).",
     "pad_mode": "How the padding for crops is filled.",
     "flip": "Random horizontal flips.",
@@ -116,8 +121,22 @@ FIELD_NOTES = {
     "epochs": "Passes over the training split.",
     "seed": "Seeds initialisation, data order and augmentation: the same seed gives the same run.",
     "conv_init": "Initialisation of convolution weights: torch's `default`, `kaiming_normal` (fan in), "
-                 "`kaiming_normal_fan_out`, `xavier_uniform`, or `caffe_xavier` (uniform, fan in).",
+                 "`kaiming_normal_fan_out`, `xavier_uniform`, `caffe_xavier` (uniform, fan in), or `torch7` "
+                 "(U(±1/√fan_in)); every kind but `default` zeroes the bias.",
     "linear_init": "Initialisation of linear weights, as `conv_init`.",
+    "classifier_init": "Initialisation of the classifier (the last linear layer), as `linear_init`, or `normal` "
+                       "(with `classifier_std`); bias 0. Default: `linear_init`.",
+    "classifier_std": "Standard deviation of `classifier_init: normal`.",
+    "stem_init": "Initialisation of the first convolution, as `classifier_init`. Default: `conv_init`.",
+    "stem_std": "Standard deviation of `stem_init: normal`.",
+    "bn_weight_init": "Batchnorm weights: `ones`, or `uniform` U(0, 1) (torch7's reset); biases 0.",
+    "bn_eps": "Batchnorm epsilon of every batchnorm layer (Keras: 1e-3); default: the layer's own.",
+    "bias_lr_mult": "SGD: the lr of every bias is lr times this (Caffe's `lr_mult`).",
+    "classifier_lr_mult": "SGD: the lr of the classifier's weight is lr times this.",
+    "classifier_decay_mult": "SGD: the weight decay of the classifier's weight is weight_decay times this "
+                             "(Caffe's `decay_mult`).",
+    "momentum_reset": "SGD with a multistep schedule: drop the momentum buffers at each milestone, as "
+                      "rebuilding the optimizer there does.",
     "bn_momentum": "Batchnorm momentum in PyTorch's convention (the weight of the new batch statistic: "
                    "Keras' 0.9 is PyTorch's 0.1); default: torch's 0.1.",
 }

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -30,7 +30,15 @@ from archlang.train.recipe_spec import default_recipe_name
 # Shipped recipes are package data, read through importlib.resources (they load from a wheel or a zip).
 RECIPE_DIR = resources.files("archlang") / "recipes"
 
-InitKind = Literal["default", "kaiming_normal", "kaiming_normal_fan_out", "xavier_uniform", "caffe_xavier"]
+InitKind = Literal["default", "kaiming_normal", "kaiming_normal_fan_out", "xavier_uniform", "caffe_xavier", "torch7"]
+# An override of one named layer's init may also be a plain gaussian (Caffe's gaussian filler, `*_std`).
+LayerInit = Literal["default", "kaiming_normal", "kaiming_normal_fan_out", "xavier_uniform", "caffe_xavier", "torch7",
+                    "normal"]
+Multiplier = Annotated[float, Field(gt=0.0, le=100.0)]
+
+
+# Normalisations with statistics of whole images (per pixel), fitted on the training split.
+WHOLE_IMAGE_NORMALIZE = ("pixel_mean", "gcn", "gcn_zca")
 
 
 class Recipe(BaseModel):
@@ -41,7 +49,10 @@ class Recipe(BaseModel):
     # Data. "cifar" resolves to cifar10 or cifar100 from the spec's number of classes.
     dataset: Literal["mnist", "cifar", "cifar10", "cifar100", "svhn", "imagefolder", "imagenet"]
     train_split: Literal["train", "train+extra"] = "train"
-    normalize: Literal["scale", "mean", "meanstd"] = "scale"
+    normalize: Literal["scale", "mean", "meanstd", "pixel_mean", "gcn", "gcn_zca"] = "scale"
+    # Global contrast normalisation (pylearn2 `global_contrast_normalize`) and ZCA (pylearn2 `ZCA`).
+    gcn_scale: float = Field(55.0, gt=0.0, le=1e4)
+    zca_bias: float = Field(0.1, gt=0.0, le=1e4)
     crop_pad: int = Field(0, ge=0, le=16)
     pad_mode: Literal["reflect", "zeros"] = "reflect"
     flip: bool = False
@@ -86,6 +97,20 @@ class Recipe(BaseModel):
     linear_init: InitKind = "default"
     # PyTorch convention (weight of the new batch statistic); Keras' 0.9 is PyTorch's 0.1.
     bn_momentum: float | None = Field(None, gt=0.0, lt=1.0)
+    bn_eps: float | None = Field(None, ge=1e-8, le=1e-1)
+    bn_weight_init: Literal["ones", "uniform"] = "ones"
+    # The classifier is the last nn.Linear, the stem the first convolution (in module order).
+    classifier_init: LayerInit | None = None
+    classifier_std: float | None = Field(None, gt=0.0, le=100.0)
+    stem_init: LayerInit | None = None
+    stem_std: float | None = Field(None, gt=0.0, le=100.0)
+
+    # Caffe's per-parameter lr_mult / decay_mult (SGD only).
+    bias_lr_mult: Multiplier = 1.0
+    classifier_lr_mult: Multiplier = 1.0
+    classifier_decay_mult: float = Field(1.0, ge=0.0, le=100.0)
+    # Drop the momentum buffers at every lr milestone (the authors rebuilt their optimizer there).
+    momentum_reset: bool = False
 
     @model_validator(mode="after")
     def _check_schedule(self) -> Recipe:
@@ -105,7 +130,26 @@ class Recipe(BaseModel):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening 0")
         self._check_statistics()
         self._check_streamed_crops()
+        self._check_layer_inits()
+        self._check_sgd_only()
         return self
+
+    def _check_layer_inits(self) -> None:
+        for layer in ("classifier", "stem"):
+            init, std = getattr(self, f"{layer}_init"), getattr(self, f"{layer}_std")
+            if init == "normal" and std is None:
+                raise ValueError(f"{layer}_init 'normal' needs {layer}_std")
+            if init != "normal" and std is not None:
+                raise ValueError(f"{layer}_std applies to {layer}_init 'normal' only")
+
+    def _check_sgd_only(self) -> None:
+        multipliers = {"bias_lr_mult": self.bias_lr_mult, "classifier_lr_mult": self.classifier_lr_mult,
+                       "classifier_decay_mult": self.classifier_decay_mult}
+        changed = [name for name, value in multipliers.items() if value != 1.0]
+        if changed and self.optimizer != "sgd":
+            raise ValueError(f"{changed[0]} (Caffe's multipliers) needs optimizer 'sgd'")
+        if self.momentum_reset and (self.optimizer != "sgd" or self.schedule != "multistep"):
+            raise ValueError("momentum_reset needs optimizer 'sgd' and schedule 'multistep' (it acts at the milestones)")
 
     def _check_statistics(self) -> None:
         if (self.mean is None) != (self.std is None):
@@ -124,6 +168,9 @@ class Recipe(BaseModel):
             return
         if self.crop_size is None:
             raise ValueError("dataset imagenet needs crop_size (the side of the crops the network sees, e.g. 224)")
+        if self.normalize in WHOLE_IMAGE_NORMALIZE:
+            raise ValueError(f"normalize '{self.normalize}' needs the whole training split in memory; "
+                             "dataset imagenet is read image by image")
         if self.normalize != "scale" and self.mean is None:
             raise ValueError("dataset imagenet needs mean and std in the recipe (they are not computed from "
                              "1.28M images), or normalize: scale")
@@ -160,9 +207,14 @@ DATASETS = ("mnist", "cifar10", "cifar100", "svhn", "imagefolder", "imagenet")
 # Recipe fields `archlang train` has a flag of their own for (the others are set with --set FIELD=VALUE).
 OWN_FLAGS = ("epochs", "seed", "lr", "batch_size", "weight_decay", "k_decay")
 
-# Fields added after runs already existed: left out of the resolved recipe while unset, so the
-# recipe hash of those runs, and their --resume, stay valid.
-LATER_FIELDS = ("mean", "std", "crop_size", "resize", "crop_scale")
+# Fields added after runs already existed, with their defaults: left out of the resolved recipe while
+# at the default, so the recipe hash of those runs, and their --resume, stay valid.
+LATER_FIELDS: dict[str, Any] = {
+    "mean": None, "std": None, "crop_size": None, "resize": None, "crop_scale": None,
+    "gcn_scale": 55.0, "zca_bias": 0.1, "bn_eps": None, "bn_weight_init": "ones",
+    "classifier_init": None, "classifier_std": None, "stem_init": None, "stem_std": None,
+    "bias_lr_mult": 1.0, "classifier_lr_mult": 1.0, "classifier_decay_mult": 1.0, "momentum_reset": False,
+}
 
 
 @dataclass
@@ -184,7 +236,7 @@ class ResolvedRecipe:
 
     def resolved_dict(self) -> dict[str, Any]:
         values = json.loads(self.recipe.model_dump_json())
-        return {k: v for k, v in values.items() if not (k in LATER_FIELDS and v is None)}
+        return {k: v for k, v in values.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.resolved_dict(), sort_keys=True).encode()).hexdigest()
