@@ -125,7 +125,7 @@ FIELD_NOTES = {
                  "(U(±1/√fan_in)); every kind but `default` zeroes the bias.",
     "linear_init": "Initialisation of linear weights, as `conv_init`.",
     "classifier_init": "Initialisation of the classifier (the last linear layer), as `linear_init`, or `normal` "
-                       "(with `classifier_std`); bias 0. Default: `linear_init`.",
+                       "(with `classifier_std`); bias 0 (`default`: torch's own). Default: `linear_init`.",
     "classifier_std": "Standard deviation of `classifier_init: normal`.",
     "stem_init": "Initialisation of the first convolution, as `classifier_init`. Default: `conv_init`.",
     "stem_std": "Standard deviation of `stem_init: normal`.",

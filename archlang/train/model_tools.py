@@ -41,8 +41,22 @@ def dirac_values(model: nn.Module) -> dict[str, float]:
     return {name or "dirac": float(m.a.detach()) for name, m in dirac_layers(model)}
 
 
-def decay_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
-    """Split parameters into weight-decay and no-decay groups as the recipe says."""
+def classifier(model: nn.Module) -> nn.Linear | None:
+    """The layer producing the logits: the last nn.Linear in module order (every family ends with one)."""
+    found = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            found = m
+    return found
+
+
+def stem(model: nn.Module) -> nn.Module | None:
+    """The first convolution in module order."""
+    return next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+
+
+def _decays(model: nn.Module, recipe: Recipe) -> dict[int, bool]:
+    """Parameters whose decay the recipe switches (gates, Dirac scalars, norms, biases); others decay."""
     _, dirac_type, _ = _layer_types()
     special: dict[int, bool] = {}
     for _, m in gates(model):
@@ -56,17 +70,43 @@ def decay_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
                 special[id(p)] = recipe.bn_decay
         elif isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and m.bias is not None:
             special[id(m.bias)] = recipe.bias_decay
-    decay, no_decay = [], []
+    return special
+
+
+def _multipliers(model: nn.Module, recipe: Recipe) -> dict[int, tuple[float, float]]:
+    """Caffe's (lr_mult, decay_mult) of the parameters that have them: biases, the classifier's weight."""
+    mults: dict[int, tuple[float, float]] = {}
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and m.bias is not None:
+            mults[id(m.bias)] = (recipe.bias_lr_mult, 1.0)
+    head = classifier(model)
+    if head is not None:
+        mults[id(head.weight)] = (recipe.classifier_lr_mult, recipe.classifier_decay_mult)
+    return mults
+
+
+def decay_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
+    """One optimizer group per distinct (lr, weight decay): decaying groups first, as before the multipliers.
+
+    Caffe's update v = m v + lr lr_mult (g + wd decay_mult w) is torch SGD's with the group's lr and
+    weight_decay. A group's "lr" is set only where a multiplier makes it differ from recipe.lr.
+    """
+    decays, mults = _decays(model, recipe), _multipliers(model, recipe)
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for p in model.parameters():
         if not p.requires_grad:
             continue
-        (decay if special.get(id(p), True) and recipe.weight_decay > 0 else no_decay).append(p)
-    groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": recipe.weight_decay})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+        lr_mult, decay_mult = mults.get(id(p), (1.0, 1.0))
+        decay = recipe.weight_decay * decay_mult if decays.get(id(p), True) else 0.0
+        groups.setdefault((lr_mult, decay), []).append(p)
+    ordered = sorted(groups, key=lambda key: key[1] == 0.0)  # stable: first appearance within each kind
+    out = []
+    for lr_mult, decay in ordered:
+        group: dict[str, Any] = {"params": groups[(lr_mult, decay)], "weight_decay": decay}
+        if lr_mult != 1.0:
+            group["lr"] = recipe.lr * lr_mult
+        out.append(group)
+    return out
 
 
 def _init_weight(weight: torch.Tensor, kind: str) -> None:
@@ -81,12 +121,17 @@ def _init_weight(weight: torch.Tensor, kind: str) -> None:
         fan_in = weight[0].numel()
         bound = math.sqrt(3.0 / fan_in)
         nn.init.uniform_(weight, -bound, bound)
+    elif kind == "torch7":
+        # torch7 nn.Linear:reset / SpatialConvolution:reset: U(-a, a) with a = 1 / sqrt(fan_in).
+        bound = 1.0 / math.sqrt(weight[0].numel())
+        nn.init.uniform_(weight, -bound, bound)
     else:
         raise ValueError(f"unknown init {kind}")
 
 
 def apply_init(model: nn.Module, recipe: Recipe) -> None:
-    """Initialise convs/linears per the recipe, leaving layers that own their init alone."""
+    """Initialise convs/linears per the recipe, leaving layers that own their init alone; then the
+    recipe's overrides of the stem, the classifier and the batchnorm layers."""
     _, dirac_type, highway_type = _layer_types()
     own_init: set[int] = set()  # Dirac layers (a, b, W init) and everything inside them
     keep_bias: set[int] = set()  # highway transform gates: their negative bias is the design
@@ -105,6 +150,35 @@ def apply_init(model: nn.Module, recipe: Recipe) -> None:
                 nn.init.zeros_(m.bias)
         if recipe.bn_momentum is not None and isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.momentum = recipe.bn_momentum
+    _apply_overrides(model, recipe, own_init)
+
+
+def _init_layer(m: nn.Module, kind: str, std: float | None) -> None:
+    """One layer's init as an override says: `normal` N(0, std) (Caffe's gaussian filler), else a kind; bias 0."""
+    if kind == "default":
+        m.reset_parameters()
+        return
+    if kind == "normal":
+        nn.init.normal_(m.weight.data, 0.0, std)
+    else:
+        _init_weight(m.weight.data, kind)
+    if m.bias is not None:
+        nn.init.zeros_(m.bias)
+
+
+def _apply_overrides(model: nn.Module, recipe: Recipe, own_init: set[int]) -> None:
+    first, last = stem(model), classifier(model)
+    if recipe.stem_init is not None and first is not None and id(first) not in own_init:
+        _init_layer(first, recipe.stem_init, recipe.stem_std)
+    if recipe.classifier_init is not None and last is not None and id(last) not in own_init:
+        _init_layer(last, recipe.classifier_init, recipe.classifier_std)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if recipe.bn_eps is not None:
+                m.eps = recipe.bn_eps
+            if recipe.bn_weight_init == "uniform" and m.affine:
+                nn.init.uniform_(m.weight.data, 0.0, 1.0)  # torch7 BatchNormalization:reset
+                nn.init.zeros_(m.bias.data)
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
@@ -128,3 +202,19 @@ def build_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> t
         return torch.optim.Adam(groups, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps, **fast)
     # Keras' Nadam (the Gated ResNet papers' optimizer) with its schedule_decay 0.004.
     return torch.optim.NAdam(groups, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps, momentum_decay=0.004, **fast)
+
+
+def resets_momentum(recipe: Recipe, epoch: int, start_step: int) -> bool:
+    """Whether `epoch`, entered at `start_step`, begins by dropping the momentum buffers.
+
+    The reset belongs to step 0 of a milestone epoch: a checkpoint written later in that epoch
+    already holds the reset buffers, so a run resumed inside it must not reset again.
+    """
+    return recipe.momentum_reset and start_step == 0 and epoch in recipe.milestone_epochs()
+
+
+def reset_momentum(optimizer: torch.optim.Optimizer) -> None:
+    """Forget SGD's momentum: the next step starts each buffer from the gradient, as a new optimizer would
+    ([dirac]/[port] create_optimizer at every lr drop, torch7's optimState replaced)."""
+    for state in optimizer.state.values():
+        state.pop("momentum_buffer", None)

@@ -6,6 +6,7 @@
 - folders, imagefolder, cache: ImageFolder trees and zips, read with bounds, decoded once, cached;
 - stream: ImageNet, read image by image in DataLoader workers;
 - batching: whole-batch augmentation and per-process shards;
+- normalize: per-pixel mean, global contrast normalisation and ZCA, fitted on the training split;
 - select: which dataset a recipe or an analysis names, and the loader over it.
 """
 
@@ -18,6 +19,7 @@ from archlang.train.data.select import (
     load_for_recipe,
     make_loader,
     statistics,
+    whitening,
 )
 from archlang.train.data.stream import StreamLoader, StreamSplit, load_imagenet
 from archlang.train.data.types import (
@@ -35,5 +37,5 @@ __all__ = [
     "KNOWN_SHAPES", "BatchLoader", "Batching", "Dataset", "EpochPlan", "FolderData", "Split", "SplitLike",
     "StreamLoader", "StreamSplit", "channel_stats", "dataset_name", "default_cache_dir", "default_data_root",
     "evaluation_loader", "load_dataset", "load_for_recipe", "load_imagefolder", "load_imagenet", "make_loader",
-    "statistics",
+    "statistics", "whitening",
 ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from archlang.train.data.normalize import gcn
 from archlang.train.data.types import Split
 
 
@@ -23,6 +24,22 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
     """Reflect-padding index map (edge pixel not repeated), like F.pad(mode='reflect')."""
     index = index.abs()
     return torch.where(index >= size, 2 * (size - 1) - index, index)
+
+
+def _affine(normalize: str, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b) of x = u8 * a + b, per channel [1, C, 1, 1] or, for a mean image [C, H, W], per pixel.
+
+    GCN and ZCA work in their own units (the 0-255 scale cancels out), so their a is 1.
+    """
+    if normalize in ("pixel_mean", "gcn"):
+        unit = 1.0 / 255.0 if normalize == "pixel_mean" else 1.0
+        return torch.full((1, 1, 1, 1), unit), -mean.reshape(1, *mean.shape[-3:])
+    c = mean.numel()
+    if normalize == "gcn_zca":
+        return torch.ones(1, c, 1, 1), torch.zeros(1, c, 1, 1)
+    shift = mean if normalize in ("mean", "meanstd") else torch.zeros(c)
+    scale = std if normalize == "meanstd" else torch.ones(c)
+    return (1.0 / (255.0 * scale)).view(1, c, 1, 1), (-shift / scale).view(1, c, 1, 1)
 
 
 @dataclass
@@ -40,17 +57,20 @@ class Batching:
 
     def __init__(self, total: int, *, batch_size: int, mean: torch.Tensor, std: torch.Tensor, normalize: str,
                  device: torch.device, train: bool, seed: int = 0, channels_last: bool = False,
-                 dtype: torch.dtype = torch.float32, rank: int = 0, world_size: int = 1) -> None:
+                 dtype: torch.dtype = torch.float32, rank: int = 0, world_size: int = 1, gcn_scale: float = 55.0,
+                 whiten: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         self.total, self.batch_size, self.device, self.train, self.seed = total, batch_size, device, train, seed
         self.channels_last, self.dtype = channels_last, dtype
         self.rank, self.world_size = rank, world_size
-        c = mean.numel()
-        shift = mean if normalize in ("mean", "meanstd") else torch.zeros(c)
-        scale = std if normalize == "meanstd" else torch.ones(c)
-        self.a = (1.0 / (255.0 * scale)).view(1, c, 1, 1).to(device, dtype)
-        self.b = (-shift / scale).view(1, c, 1, 1).to(device, dtype)
+        self.normalize, self.gcn_scale = normalize, gcn_scale
+        self.whole_image = normalize in ("pixel_mean", "gcn", "gcn_zca")
+        if (normalize == "gcn_zca") != (whiten is not None):
+            raise ValueError("normalize gcn_zca, and it alone, takes the fitted whitening (select.whitening)")
+        self.whiten = tuple(t.to(device, dtype) for t in whiten) if whiten is not None else None
+        a, b = _affine(normalize, mean, std)
+        self.a, self.b = a.to(device, dtype), b.to(device, dtype)
 
     def __len__(self) -> int:
         return (self.total + self.batch_size - 1) // self.batch_size
@@ -80,7 +100,14 @@ class Batching:
         raise NotImplementedError
 
     def normalized(self, images: torch.Tensor) -> torch.Tensor:
-        return images.to(self.dtype) * self.a + self.b
+        """Float images of uint8 ones: x * a + b, after GCN and ZCA of each whole image where asked."""
+        x = images.to(self.dtype)
+        if self.normalize in ("gcn", "gcn_zca"):
+            x = gcn(x, self.gcn_scale)
+        if self.whiten is not None:
+            mean, w = self.whiten
+            x = ((x.flatten(1) - mean) @ w).view_as(x)
+        return x * self.a + self.b
 
     def formatted(self, x: torch.Tensor) -> torch.Tensor:
         fmt = torch.channels_last if self.channels_last and x.dim() == 4 else torch.contiguous_format
@@ -108,10 +135,12 @@ class BatchLoader(Batching):
         dtype: torch.dtype = torch.float32,
         rank: int = 0,
         world_size: int = 1,
+        gcn_scale: float = 55.0,
+        whiten: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         super().__init__(len(split), batch_size=batch_size, mean=mean, std=std, normalize=normalize, device=device,
                          train=train, seed=seed, channels_last=channels_last, dtype=dtype, rank=rank,
-                         world_size=world_size)
+                         world_size=world_size, gcn_scale=gcn_scale, whiten=whiten)
         self.data = split.to(device)
         self.crop_pad = crop_pad if train else 0
         self.pad_mode = pad_mode
@@ -129,6 +158,8 @@ class BatchLoader(Batching):
 
     def _gather(self, idx: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         images = self.data.images
+        if self.whole_image:  # normalise the whole images first, then crop the float batch
+            images, idx = self.normalized(images[idx]), torch.arange(len(idx), device=self.device)
         _, _, h, w = images.shape
         p = self.crop_pad
         rows = offsets[:, :1] - p + torch.arange(h, device=self.device)  # [B, H]
@@ -142,7 +173,7 @@ class BatchLoader(Batching):
             rows, cols = _reflect(rows, h), _reflect(cols, w)
         # One advanced-indexing gather: [B, H, W, C], which permutes to a channels_last NCHW view.
         batch = images[idx[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-        x = self.normalized(batch)
+        x = batch if self.whole_image else self.normalized(batch)
         if inside is not None:
             x = x * inside[:, None].to(x.dtype)  # zero padding in normalised units
         return x

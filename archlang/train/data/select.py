@@ -17,8 +17,17 @@ from archlang.errors import ArchlangError, shorten
 from archlang.train.data import stream
 from archlang.train.data.batching import Batching, BatchLoader
 from archlang.train.data.imagefolder import load_imagefolder
+from archlang.train.data.normalize import cached_zca, gcn, pixel_mean
 from archlang.train.data.torchvision_sets import has_torchvision_copy, load_torchvision
-from archlang.train.data.types import GET_DATA_HINT, KNOWN_SHAPES, Dataset, SplitLike, channel_stats, default_data_root
+from archlang.train.data.types import (
+    GET_DATA_HINT,
+    KNOWN_SHAPES,
+    Dataset,
+    Split,
+    SplitLike,
+    channel_stats,
+    default_data_root,
+)
 from archlang.train.recipes import DATASETS, Recipe
 
 # torchvision's RandomResizedCrop default, the "RandomSizedCrop" of the papers' ImageNet code.
@@ -97,8 +106,17 @@ def load_for_recipe(recipe: Recipe, num_classes: int, data_dir: Path | None, *, 
 
 
 def statistics(recipe: Recipe | None, data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """The normalisation statistics: the recipe's, else those computed from the training split."""
+    """The normalisation statistics: the recipe's, else those computed from the training split.
+
+    Per channel [C], or for pixel_mean and gcn the training split's mean image [C, H, W] (of the
+    GCN'd images for gcn), std ones; gcn_zca's statistics are its whitening (`whitening`).
+    """
     channels = data.train.sample_shape()[0]
+    if recipe is not None and recipe.normalize in ("pixel_mean", "gcn"):
+        images = _whole_split(data)
+        scale = recipe.gcn_scale
+        transform = (lambda x: x / 255.0) if recipe.normalize == "pixel_mean" else (lambda x: gcn(x, scale))
+        return pixel_mean(images, transform), torch.ones(channels)
     if recipe is not None and recipe.mean is not None and recipe.std is not None:
         mean, std = torch.tensor(recipe.mean), torch.tensor(recipe.std)
         if mean.numel() != channels:
@@ -108,6 +126,21 @@ def statistics(recipe: Recipe | None, data: Dataset) -> tuple[torch.Tensor, torc
     if data.mean is None or data.std is None:
         return torch.zeros(channels), torch.ones(channels)  # only with normalize: scale (the recipe check enforces it)
     return data.mean, data.std
+
+
+def _whole_split(data: Dataset) -> torch.Tensor:
+    train = data.train
+    if not isinstance(train, Split):  # the recipe check refuses these modes for streamed data
+        raise ArchlangError(f"{data.name} is read image by image: per-pixel statistics need it in memory")
+    return train.images.cpu()
+
+
+def whitening(recipe: Recipe | None, data: Dataset,
+              cache_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """gcn_zca's ZCA (mean [D], W [D, D]) fitted on the GCN'd training split, cached; None for other modes."""
+    if recipe is None or recipe.normalize != "gcn_zca":
+        return None
+    return cached_zca(_whole_split(data), recipe.gcn_scale, recipe.zca_bias, cache_dir)
 
 
 def make_loader(split: SplitLike, recipe: Recipe | None, *, train: bool, workers: int | None = None,
@@ -122,6 +155,8 @@ def make_loader(split: SplitLike, recipe: Recipe | None, *, train: bool, workers
     if isinstance(split, stream.StreamSplit):
         return stream.StreamLoader(split, train=train, flip=flip, workers=workers, **common)
     crops = {"crop_pad": recipe.crop_pad, "pad_mode": recipe.pad_mode} if recipe is not None and train else {}
+    if recipe is not None:
+        common["gcn_scale"] = recipe.gcn_scale
     return BatchLoader(split, train=train, flip=flip, **crops, **common)
 
 
@@ -143,7 +178,8 @@ def evaluation_loader(recipe: Recipe | None, name: str, *, num_classes: int, inp
     if subset:
         chosen = chosen.first(subset)
     return make_loader(chosen, recipe, train=False, batch_size=batch_size, mean=mean, std=std,
-                       normalize=recipe.normalize if recipe is not None else "scale", device=torch.device("cpu"))
+                       normalize=recipe.normalize if recipe is not None else "scale", device=torch.device("cpu"),
+                       whiten=whitening(recipe, data))
 
 
 def _analysis_recipe(compiled: Any, saved: Mapping[str, Any], dataset: str | None,
