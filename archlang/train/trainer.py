@@ -103,6 +103,8 @@ class Trainer:
         """One epoch's steps from the resume point; returns a stop status if it stopped inside the epoch."""
         loader, start = self.train_loader, self.start_step
         self.start_step = 0
+        if model_tools.resets_momentum(self.recipe, epoch, start):
+            model_tools.reset_momentum(self.optimizer)
         self.bar.epoch(f"epoch {epoch + 1}/{self.recipe.epochs}", len(loader), start)
         self.runner.train()
         self.t0 = time.monotonic() - self.meter_seconds
@@ -161,7 +163,8 @@ class Trainer:
         self.writer = CheckpointWriter(self.run.checkpoints, background=device.type == "cuda")
         mean, std = sources.statistics(r, self.data)
         common: dict[str, Any] = {"mean": mean, "std": std, "normalize": r.normalize, "device": device,
-                                  "channels_last": opts.channels_last, "dtype": torch.float32, "workers": opts.workers}
+                                  "channels_last": opts.channels_last, "dtype": torch.float32, "workers": opts.workers,
+                                  "whiten": sources.whitening(r, self.data, opts.cache_dir, device)}
         self.train_loader = sources.make_loader(train_split, r, train=True, batch_size=r.batch_size, seed=r.seed,
                                                 rank=ctx.rank, world_size=ctx.world_size, **common)
         self.test_loader = sources.make_loader(self.test_split, r, train=False, batch_size=r.eval_batch_size, **common)

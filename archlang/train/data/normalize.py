@@ -33,10 +33,11 @@ def gcn(x: torch.Tensor, scale: float) -> torch.Tensor:
     return (centred / divisor).view_as(x)
 
 
-def _chunks(images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[torch.Tensor]:
+def _chunks(images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor],
+            device: torch.device | None = None) -> Iterator[torch.Tensor]:
     per_chunk = max(1, CHUNK_VALUES // max(1, images[0].numel()))
     for chunk in images.split(per_chunk):
-        yield transform(chunk.to(torch.float32)).flatten(1)
+        yield transform(chunk.to(device or chunk.device, torch.float32)).flatten(1)
 
 
 def pixel_mean(images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -47,16 +48,19 @@ def pixel_mean(images: torch.Tensor, transform: Callable[[torch.Tensor], torch.T
     return (total / max(1, images.shape[0])).float().view(images.shape[1:])
 
 
-def fit_zca(images: torch.Tensor, scale: float, bias: float) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_zca(images: torch.Tensor, scale: float, bias: float,
+            device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """pylearn2 `ZCA(filter_bias=bias)` fitted on the GCN'd images: (mean [D], W [D, D]), x -> (x - mean) W.
 
     W = U diag(1 / sqrt(lambda + bias)) U^T of the covariance (divided by N, all components kept).
-    Memory: D x D float64 three times over (CIFAR: 3 x 75 MB) plus one chunk.
+    Memory: D x D float64 three times over (CIFAR: 3 x 75 MB) plus one chunk. CIFAR-10's 50,000
+    images are 0.94 TFLOP of products (measured: 295 s, 1.08 GB peak RSS, on 2 shared CPU cores), so the trainer
+    fits on its device (`device`) and the result is cached.
     """
     d = images[0].numel()
-    total = torch.zeros(d, dtype=torch.float64)
-    gram = torch.zeros(d, d, dtype=torch.float64)
-    for x in _chunks(images, lambda c: gcn(c, scale)):
+    total = torch.zeros(d, dtype=torch.float64, device=device)
+    gram = torch.zeros(d, d, dtype=torch.float64, device=device)
+    for x in _chunks(images, lambda c: gcn(c, scale), device):
         total += x.sum(dim=0, dtype=torch.float64)
         gram += (x.T @ x).double()  # float32 product per chunk, accumulated in float64
     n = max(1, images.shape[0])
@@ -66,7 +70,7 @@ def fit_zca(images: torch.Tensor, scale: float, bias: float) -> tuple[torch.Tens
     eigenvalues, vectors = torch.linalg.eigh(gram)
     del gram
     whiten = (vectors * (eigenvalues.clamp_min(0) + bias).rsqrt()) @ vectors.T
-    return mean.float(), whiten.float()
+    return mean.float().cpu(), whiten.float().cpu()
 
 
 def _zca_cache_path(images: torch.Tensor, scale: float, bias: float, cache_dir: Path | None) -> Path:
@@ -75,8 +79,8 @@ def _zca_cache_path(images: torch.Tensor, scale: float, bias: float, cache_dir: 
     return (cache_dir or default_cache_dir()) / f"zca-{h.hexdigest()[:24]}.safetensors"
 
 
-def cached_zca(images: torch.Tensor, scale: float, bias: float,
-               cache_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def cached_zca(images: torch.Tensor, scale: float, bias: float, cache_dir: Path | None = None,
+               device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """fit_zca, fitted once per training split and parameters and cached (safetensors, no code)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
@@ -94,7 +98,7 @@ def cached_zca(images: torch.Tensor, scale: float, bias: float,
         except (SafetensorError, OSError, KeyError, RuntimeError):
             pass
         print(f"notice: ZCA cache {path} is damaged; refitting it", file=sys.stderr)
-    mean, whiten = fit_zca(images, scale, bias)
+    mean, whiten = fit_zca(images, scale, bias, device)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, "ZCA cache") as tmp:

@@ -135,12 +135,13 @@ def _whole_split(data: Dataset) -> torch.Tensor:
     return train.images.cpu()
 
 
-def whitening(recipe: Recipe | None, data: Dataset,
-              cache_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """gcn_zca's ZCA (mean [D], W [D, D]) fitted on the GCN'd training split, cached; None for other modes."""
+def whitening(recipe: Recipe | None, data: Dataset, cache_dir: Path | None = None,
+              device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """gcn_zca's ZCA (mean [D], W [D, D]) fitted (on `device`) on the GCN'd training split, cached;
+    None for other modes."""
     if recipe is None or recipe.normalize != "gcn_zca":
         return None
-    return cached_zca(_whole_split(data), recipe.gcn_scale, recipe.zca_bias, cache_dir)
+    return cached_zca(_whole_split(data), recipe.gcn_scale, recipe.zca_bias, cache_dir, device)
 
 
 def make_loader(split: SplitLike, recipe: Recipe | None, *, train: bool, workers: int | None = None,
