@@ -109,6 +109,10 @@ def test_seed_override_and_non_sgd_recipes_are_refused(tiny_mnist: Path, tmp_pat
         train_grouped(archlang.compile_spec(SPEC), [0, 1], overrides={**RECIPE, "optimizer": "adam"}, out=tmp_path,
                       name="adam", data_dir=tiny_mnist, options=_options())
     assert err.value.message == "grouped training steps sgd or nadam recipes, not adam"
+    with pytest.raises(ArchlangError) as err:  # wrn-cifar's momentum reset would otherwise be left out silently
+        train_grouped(archlang.compile_spec(SPEC), [0, 1], recipe="wrn-cifar", overrides={"dataset": "mnist"},
+                      out=tmp_path, name="reset", data_dir=tiny_mnist, options=_options())
+    assert err.value.message == "grouped training does not apply momentum_reset=True yet"
     with pytest.raises(ArchlangError) as err:
         train_grouped(archlang.compile_spec(SPEC), [0, 1], out=tmp_path, options=_options(bf16=True, compile=True))
     assert err.value.message == "--seeds does not take --bf16, --compile (grouped runs are fp32, eager, contiguous)"

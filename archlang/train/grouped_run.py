@@ -333,6 +333,18 @@ def _check_recipes(recipes: list[Recipe]) -> None:
     for field_name in ("optimizer", "epochs", "batch_size", "dataset"):
         if any(getattr(r, field_name, None) != getattr(first, field_name, None) for r in recipes):
             raise ArchlangError(f"the grouped copies' recipes differ in {field_name}")
+    # The grouped optimizer has one parameter group per copy and the loaders no whole-image
+    # normalisation: refuse what it would otherwise silently leave out.
+    unapplied = [f"{name}={getattr(first, name)}" for name, default in _NOT_GROUPED.items()
+                 if getattr(first, name) != default]
+    if first.normalize in ("gcn", "gcn_zca", "pixel_mean"):
+        unapplied.append(f"normalize={first.normalize}")
+    if unapplied:
+        raise ArchlangError(f"grouped training does not apply {', '.join(unapplied)} yet",
+                            hint="train the seeds one by one, or --set them to their defaults")
+
+
+_NOT_GROUPED = {"bias_lr_mult": 1.0, "classifier_lr_mult": 1.0, "classifier_decay_mult": 1.0, "momentum_reset": False}
 
 
 def _gate_values(model: GroupedModel, copy: int) -> dict[str, float]:
