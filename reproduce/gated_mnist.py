@@ -22,10 +22,23 @@ TABLE2 = (5.58, 2.54, 1.73, 1.04, 0.67)
 BLOCKS = {"plain": "plain", "residual": "residual", "gated": "gated(residual)"}
 
 
-def jobs() -> list[Job]:
-    # Deepest first, so the longest runs start early and the two workers finish together.
-    return [Job(f"gated-mnist/{kind}-d{d}", f"mlp(depth={d}, width=50, block={BLOCKS[kind]})", "gated-mnist")
-            for d in reversed(DEPTHS) for kind in ("gated", "residual", "plain")]
+KINDS = ("gated", "residual", "plain")
+SEEDS = (1, 2, 3, 4)  # beside each cell's seed-0 run (the recipe's seed): five seeds per cell
+
+
+def jobs(depths: tuple[int, ...] = DEPTHS, kinds: tuple[str, ...] = KINDS, seeds: tuple[int, ...] = SEEDS) -> list[Job]:
+    """Per cell, the seed-0 run and one grouped job training `seeds` together in one process.
+
+    Deepest first, so the longest runs start early and the two workers finish together.
+    """
+    found = []
+    for d in sorted(depths, reverse=True):
+        for kind in kinds:
+            spec = f"mlp(depth={d}, width=50, block={BLOCKS[kind]})"
+            found.append(Job(f"gated-mnist/{kind}-d{d}", spec, "gated-mnist"))
+            if seeds:
+                found.append(Job(f"gated-mnist/{kind}-d{d}", spec, "gated-mnist", seeds=tuple(seeds)))
+    return found
 
 
 def results(data_dir: str) -> list[dict]:
@@ -72,8 +85,13 @@ def projected_wall_s(all_jobs: list[Job], parallel: int) -> dict[str, float]:
 
 
 def main() -> None:
-    args = parser(__doc__).parse_args()
-    wall = run_unless_collecting(jobs(), args)
+    p = parser(__doc__)
+    p.add_argument("--depths", type=int, nargs="+", default=list(DEPTHS), choices=DEPTHS, help="cells to run")
+    p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="cells to run")
+    p.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS),
+                   help="seeds beside seed 0, trained together in one process per cell (none: seed 0 only)")
+    args = p.parse_args()
+    wall = run_unless_collecting(jobs(tuple(args.depths), tuple(args.kinds), tuple(args.seeds)), args)
     if wall is not None:
         print(f"wall time this invocation: {wall / 60:.1f} min ({args.parallel} runs side by side, "
               f"{args.threads} thread each)")

@@ -32,10 +32,24 @@ class Job:
     spec: str
     recipe: str
     extra: list[str] = field(default_factory=list)  # further train flags (e.g. --epochs 20)
+    # Seeds trained together in one process (`archlang train --seeds`): one run folder per seed,
+    # named NAME-seedS. Empty: one ordinary run named NAME, with the recipe's seed.
+    seeds: tuple[int, ...] = ()
 
     @property
     def folder(self) -> Path:
-        return RUNS / self.name
+        """The run folder to resume (a group resumes through any of its members)."""
+        return self.folders[0]
+
+    @property
+    def folders(self) -> list[Path]:
+        if not self.seeds:
+            return [RUNS / self.name]
+        return [RUNS / f"{self.name}-seed{s}" for s in self.seeds]
+
+    @property
+    def runs(self) -> list[RunFolder]:
+        return [RunFolder(f) for f in self.folders]
 
     @property
     def run(self) -> RunFolder:
@@ -43,8 +57,12 @@ class Job:
 
     def command(self, data_dir: str) -> str:
         """The command to record: what a user types (shell-quoted) to reproduce this run's numbers."""
-        return shlex.join(["archlang", "train", self.spec, "--recipe", self.recipe, *self.trained_extra(),
-                           "--data-dir", data_dir, "--out", "reproduce/runs", "--name", self.name])
+        return shlex.join(["archlang", "train", self.spec, "--recipe", self.recipe, *self.seed_flags(),
+                           *self.trained_extra(), "--data-dir", data_dir, "--out", "reproduce/runs",
+                           "--name", self.name])
+
+    def seed_flags(self) -> list[str]:
+        return ["--seeds", ",".join(map(str, self.seeds))] if self.seeds else []
 
     def trained_extra(self) -> list[str]:
         """The extra flags with --epochs and --subset as the run folder records them.
@@ -60,7 +78,11 @@ class Job:
         return _with_flag(flags, "--subset", self.run.read_info().subset)
 
     def status(self) -> str:
-        return self.run.status()
+        """A group is finished when every member is, new when none has started."""
+        statuses = {r.status() for r in self.runs}
+        if len(statuses) == 1:
+            return statuses.pop()
+        return "new" if statuses == {"new"} else "stopped"
 
 
 def _with_flag(flags: list[str], flag: str, value: object) -> list[str]:
@@ -78,7 +100,8 @@ def _with_flag(flags: list[str], flag: str, value: object) -> list[str]:
 
 def _argv(job: Job, data_dir: str, threads: int, time_limit: float | None) -> list[str]:
     resuming = job.status() in ("running", "stopped", "interrupted", "failed")
-    where = ["--resume", str(job.folder)] if resuming else ["--out", str(RUNS), "--name", job.name]
+    where = (["--resume", str(job.folder)] if resuming
+             else [*job.seed_flags(), "--out", str(RUNS), "--name", job.name])
     # How long this invocation may train is not part of the run: it stays out of job.command.
     how = ["--threads", str(threads), "--no-progress", *(["--time-limit", f"{time_limit:.2f}"] if time_limit else [])]
     return [sys.executable, "-m", "archlang", "train", job.spec, "--recipe", job.recipe, *job.extra,
@@ -104,7 +127,7 @@ def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int, time_li
                 break
             job = pending.pop(0)
             job.folder.parent.mkdir(parents=True, exist_ok=True)
-            log = open(RUNS / f"{job.name}.log", "a")  # noqa: SIM115 (open for the run's lifetime, closed below)
+            log = open(RUNS / f"{job.name}{'-seeds' if job.seeds else ''}.log", "a")  # noqa: SIM115 (open for the run's lifetime, closed below)
             argv = _argv(job, data_dir, threads, left)
             print(f"[{time.strftime('%H:%M:%S')}] start {job.name}: {shlex.join(argv[2:])}", flush=True)
             running.append((job, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), log))
