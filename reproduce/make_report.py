@@ -51,6 +51,12 @@ def _seeds(seeds: list[int]) -> str:
     return f"{shown} (n={len(seeds)})"
 
 
+def _paper(e: dict) -> str:
+    """The paper's number, with its own std where it prints one."""
+    value = _fmt(e["paper_value"])
+    return f"{value} ± {_fmt(e['paper_std'])}" if e.get("paper_std") is not None else value
+
+
 def _mean_std(stat: dict) -> str:
     return _fmt(stat["mean"]) if stat.get("std") is None else f"{_fmt(stat['mean'])} ± {_fmt(stat['std'])}"
 
@@ -71,7 +77,7 @@ def _seeded_row(e: dict) -> str:
     best = e.get("best_epoch")
     best_cell = f"{_mean_std(best)}, {_interval(best)}" if best else "-"
     per_seed = ", ".join(_fmt(v) for v in e["values"])
-    return (f"| {e['metric']} | {_fmt(e['paper_value'])} | {_mean_std(e)} | {_seeds(e['seeds'])} | {_interval(e)} | "
+    return (f"| {e['metric']} | {_paper(e)} | {_mean_std(e)} | {_seeds(e['seeds'])} | {_interval(e)} | "
             f"{per_seed} | {best_cell} | {e['epochs']} | {e['scale']} | {_command(e)} |")
 
 
@@ -103,11 +109,11 @@ def _cells_line(cells: list[dict]) -> str:
 
 
 def _gaps_line(rows: list[dict]) -> str:
-    """Numbers without an interval (one run, or one seed so far): only how far they are from the paper's."""
+    """Numbers without an interval (one run, one seed so far, a best-of): only how far they are from the paper's."""
     if not rows:
         return ""
     gaps = sorted((e["ours"] - e["paper_value"], _label(e)) for e in rows)
-    return (f"{len(rows)} number{'s' if len(rows) > 1 else ''} of one run each, no interval "
+    return (f"{len(rows)} number{'s' if len(rows) > 1 else ''} without an interval "
             f"(at the scale each row states): ours - paper from {gaps[0][0]:+.2f} ({gaps[0][1]}) to "
             f"{gaps[-1][0]:+.2f} ({gaps[-1][1]}), median {statistics.median(g for g, _ in gaps):+.2f}")
 
