@@ -149,7 +149,8 @@ def _paired_rows(d: int, found: dict) -> list[dict]:
     return [{"paper": PAPER, "table": "Table 1", "spec": f"{g_jobs[0].spec} vs {r_jobs[0].spec}",
              "metric": f"gated - residual test error (points), d={d}", "paired": ["gated", "residual"],
              "paper_value": round(TABLE1["gated"][i] - TABLE1["residual"][i], 2), "ours": final["mean"], **final,
-             "holds": CLAIM[final["sign"]], "best_epoch": {**best, "holds": CLAIM[best["sign"]]}, "epochs": 100,
+             "holds": CLAIM[final["sign"]], "best_epoch": {**best, "holds": CLAIM[best["sign"]]},
+             "epochs": min(gated[s].epochs for s in final["seeds"]),
              "scale": f"the gated and residual rows of d={d}, paired by seed over the {n} seed{'s' if n > 1 else ''} "
                       "both finished; 95% t interval", "command": None}]
 
