@@ -130,6 +130,9 @@ FIELD_NOTES = {
     "stem_init": "Initialisation of the first convolution, as `classifier_init`. Default: `conv_init`.",
     "stem_std": "Standard deviation of `stem_init: normal`.",
     "bn_weight_init": "Batchnorm weights: `ones`, or `uniform` U(0, 1) (torch7's reset); biases 0.",
+    "gate_init": "The gates' k of gated networks: `spec` keeps the spec's `k_init` (1 by default); "
+                 "`glorot_uniform` draws each k from U(-√3, √3), Keras' default kernel init applied to a "
+                 "scalar weight (its fan in and out are 1).",
     "bn_eps": "Batchnorm epsilon of every batchnorm layer (Keras: 1e-3); default: the layer's own.",
     "bias_lr_mult": "SGD: the lr of every bias is lr times this (Caffe's `lr_mult`).",
     "classifier_lr_mult": "SGD: the lr of the classifier's weight is lr times this.",

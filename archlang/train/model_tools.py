@@ -179,6 +179,11 @@ def _apply_overrides(model: nn.Module, recipe: Recipe, own_init: set[int]) -> No
             if recipe.bn_weight_init == "uniform" and m.affine:
                 nn.init.uniform_(m.weight.data, 0.0, 1.0)  # torch7 BatchNormalization:reset
                 nn.init.zeros_(m.bias.data)
+    if recipe.gate_init == "glorot_uniform":
+        # Keras' glorot_uniform on a scalar (or shape-(1,)) weight: get_fans' "no specific assumptions"
+        # branch gives fan_in = fan_out = sqrt(1) = 1, so the bound is sqrt(6 / 2) = sqrt(3).
+        for _, gate in gates(model):
+            nn.init.uniform_(gate.k.data, -math.sqrt(3.0), math.sqrt(3.0))
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:

@@ -99,6 +99,8 @@ class Recipe(BaseModel):
     bn_momentum: float | None = Field(None, gt=0.0, lt=1.0)
     bn_eps: float | None = Field(None, ge=1e-8, le=1e-1)
     bn_weight_init: Literal["ones", "uniform"] = "ones"
+    # The gates' k: the spec's k_init, or Keras' glorot_uniform on a scalar weight (fan_in = fan_out = 1).
+    gate_init: Literal["spec", "glorot_uniform"] = "spec"
     # The classifier is the last nn.Linear, the stem the first convolution (in module order).
     classifier_init: LayerInit | None = None
     classifier_std: float | None = Field(None, gt=0.0, le=100.0)
@@ -211,7 +213,7 @@ OWN_FLAGS = ("epochs", "seed", "lr", "batch_size", "weight_decay", "k_decay")
 # at the default, so the recipe hash of those runs, and their --resume, stay valid.
 LATER_FIELDS: dict[str, Any] = {
     "mean": None, "std": None, "crop_size": None, "resize": None, "crop_scale": None,
-    "gcn_scale": 55.0, "zca_bias": 0.1, "bn_eps": None, "bn_weight_init": "ones",
+    "gcn_scale": 55.0, "zca_bias": 0.1, "bn_eps": None, "bn_weight_init": "ones", "gate_init": "spec",
     "classifier_init": None, "classifier_std": None, "stem_init": None, "stem_std": None,
     "bias_lr_mult": 1.0, "classifier_lr_mult": 1.0, "classifier_decay_mult": 1.0, "momentum_reset": False,
 }

@@ -19,6 +19,10 @@ class Mlp(Family):
     bn: bool = True
     act: Literal["relu", "tanh"] = "relu"
     bias_init: float = -2.0
+    # The 784 -> width input layer: "layer" is Dot-BN-act like every middle layer (CONVENTIONS.md's
+    # reading); "linear" is the Dot alone, what Keras' Dense(width) gives without an activation
+    # argument (Gated ResNet sec. 3.1 calls it "a linear layer"; issue 12's first-layer hypothesis).
+    first: Literal["layer", "linear"] = "layer"
     classes: Classes = 10
     input: Shape = Field(default_factory=lambda: [1, 28, 28])
     positional: ClassVar[tuple[str, ...] | None] = ("depth", "width")
@@ -50,7 +54,8 @@ class Mlp(Family):
         if gate_k is not None and self.block_kind == "highway":
             raise FieldProblem(None, "an mlp of highway layers has no residual blocks to gate",
                                hint="gate block=residual or block=plain: gated(mlp(depth=10, block=residual))")
-        items: list[IRNode] = [self._input(), Flatten(), *self._layer()]
+        first = self._layer() if self.first == "layer" else [Linear(out=self.width)]
+        items: list[IRNode] = [self._input(), Flatten(), *first]
         kind = self.block_kind
         if kind == "plain":
             for _ in range(self.depth):
