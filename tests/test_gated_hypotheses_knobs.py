@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_recipe_init_groups import _layers, _model
 from torch import nn
 
 import archlang
@@ -24,15 +25,8 @@ GATED = "mlp(depth=4, width=50, block=gated(residual))"
 
 
 def _built(spec: str, seed: int = 0, **overrides: object) -> nn.Module:
-    recipe = build_recipe("gated-mnist", overrides=overrides).recipe
-    torch.manual_seed(seed)
-    model = archlang.compile_spec(spec, "t.arch").build()
-    model_tools.apply_init(model, recipe)
-    return model
-
-
-def _layers(model: nn.Module, kind: type) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, kind)]
+    """The spec built and initialised as a gated-mnist run of `seed` with these recipe overrides."""
+    return _model(build_recipe("gated-mnist", overrides=overrides).recipe, spec, seed)
 
 
 @pytest.mark.parametrize("run", RUNS, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
