@@ -1,0 +1,88 @@
+"""reproduce/gated_hypotheses.py: its jobs change one thing each against Table 1, and its rows compare
+each hypothesis with the baseline's runs of the same seeds (run folders written through archlang.runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import archlang
+from archlang.runs import MetricsRow, RunFolder, RunIdentity, Summary
+from archlang.train.recipe_yaml import parse_flag_value
+from archlang.train.recipes import build_recipe
+
+REPRODUCE = Path(__file__).resolve().parents[1] / "reproduce"
+
+
+@pytest.fixture
+def repro(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The script as a module, with jobs.RUNS pointing at an empty temp folder."""
+    monkeypatch.syspath_prepend(str(REPRODUCE))
+    import gated_hypotheses
+    import jobs
+
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(gated_hypotheses, "RUNS", tmp_path / "runs", raising=False)
+    return gated_hypotheses
+
+
+def test_each_job_changes_only_its_hypothesis(repro) -> None:
+    cells = repro.cells()
+    assert len(cells) == 2 * (2 * 4 + 1)  # d = 100, 50; four hypotheses on both kinds, k-glorot on gated only
+    assert len({c.job.name for c in cells}) == len(cells) and all(c.job.seeds == (0, 1, 2) for c in cells)
+    assert {c.kind for c in cells if c.hypothesis.name == "k-glorot"} == {"gated"}
+    plain = build_recipe("gated-mnist").resolved_dict()
+    for c in cells:
+        table1 = f"mlp(depth={c.d}, width=50, block={repro.BLOCKS[c.kind]})"
+        assert c.job.spec == table1[:-1] + c.hypothesis.spec_args + ")"
+        archlang.compile_spec(c.job.spec, "t.arch")
+        overrides = {f: parse_flag_value(v) for f, v in (s.split("=", 1) for s in c.hypothesis.sets)}
+        changed = build_recipe("gated-mnist", overrides=overrides).resolved_dict()
+        assert {k for k in changed if changed[k] != plain.get(k)} == set(overrides)
+        # one folder level below the run root, like the runs the committed-hash tests walk
+        assert c.job.folders[0].relative_to(repro.gated_mnist.jobs()[0].folder.parents[1]).parts == (
+            "gated-hypotheses", f"{c.hypothesis.name}-{c.kind}-d{c.d}-seed0")
+    assert all("--subset" in c.job.extra and c.job.name.startswith("smoke-") for c in repro.cells(smoke=True))
+
+
+def _run(path: Path, seed: int, errors: list[float], mean_k: float | None) -> None:
+    """A finished run folder: test error per epoch `errors`, its summary."""
+    run = RunFolder.create(path)
+    run.write_identity(RunIdentity("mlp()", "mlp()", "", {"seed": seed, "epochs": len(errors)}, "0" * 64, None),
+                       {"dataset": "mnist"})
+    run.rewrite_metrics([MetricsRow(epoch=i + 1, train_loss=0.1, train_error=1.0, test_error=e, lr=0.002, seconds=1.0)
+                         for i, e in enumerate(errors)])
+    run.write_summary(Summary(status="finished", epochs_done=len(errors), epochs=len(errors),
+                              final_test_error=errors[-1], mean_k=mean_k))
+    run.unlock()
+
+
+def _baseline(repro, kind: str, finals: dict[int, float]) -> None:
+    name = f"gated-mnist/{kind}-d100"
+    for seed, final in finals.items():
+        _run(repro.RUNS / (name if seed == 0 else f"{name}-seed{seed}"), seed, [final],
+             0.1 if kind == "gated" else None)
+
+
+def test_rows_pair_each_seed_with_the_baselines_and_say_whether_the_gap_closes(repro) -> None:
+    _baseline(repro, "gated", {0: 2.0, 1: 2.1, 2: 1.9, 3: 9.0, 4: 9.0})  # seeds 3, 4 are not paired
+    _baseline(repro, "residual", {0: 2.0, 1: 2.05, 2: 2.0})
+    cell = {(c.hypothesis.name, c.kind): c for c in repro.cells(depths=(100,))}
+    for kind, finals in (("gated", (1.2, 1.35, 1.25)), ("residual", (1.9, 1.95, 1.9))):
+        for seed, folder in enumerate(cell[("bn-eps", kind)].job.folders):
+            _run(folder, seed, [finals[seed] + 0.2, finals[seed]], 0.7 if kind == "gated" else None)
+    rows = {r["metric"]: r for r in repro.results(repro.cells(depths=(100,)))}
+    gated = rows["test error (%), gated, d=100, bn-eps"]
+    assert gated["values"] == [1.2, 1.35, 1.25] and gated["ours"] == pytest.approx(1.27)
+    assert gated["baseline"]["seeds"] == [0, 1, 2] and gated["baseline"]["mean"] == pytest.approx(2.0)
+    assert gated["vs_baseline"]["values"] == [-0.8, -0.75, -0.65] and gated["vs_baseline"]["sign"] == "below 0"
+    assert gated["best_epoch"]["values"] == gated["values"] and "--set bn_eps=1e-3" in gated["command"]
+    assert repro.closes_gap(gated) and "CLOSES THE GAP" in repro.verdict(gated)
+    residual = rows["test error (%), residual, d=100, bn-eps"]
+    assert residual["vs_baseline"]["sign"] == "below 0" and not repro.closes_gap(residual)  # 1.92 + interval > the paper's 1.5
+    k = rows["mean k, d=100, bn-eps"]
+    assert k["vs_baseline"]["sign"] == "above 0" and repro.closes_gap(k)  # 0.1 -> 0.7, the paper's 0.67
+    claim = rows["gated - residual test error (points), d=100, bn-eps"]
+    assert claim["values"] == [-0.7, -0.6, -0.65] and claim["holds"] == "gated < residual" and claim["epochs"] == 2
+    assert not any(r.get("hypothesis") == "first-linear" for r in rows.values())  # nothing ran: no rows
