@@ -20,6 +20,7 @@ from archlang.errors import ArchlangError, Source
 from archlang.grouped import layers as G
 from archlang.ir import core
 from archlang.ir.base import IRNode
+from archlang.ir.structure import check_one_architecture
 from archlang.layers.gate import GatedLayer
 from archlang.layers.highway import Highway
 from archlang.layers.residual import Residual, ZeroPadShortcut
@@ -122,24 +123,29 @@ class GroupedModel(nn.Sequential):
         self.input_shape = tuple(input_shape)
 
     @classmethod
-    def from_ir(cls, network: core.Seq, seeds: Sequence[int], init: InitHook | None = None,
+    def from_ir(cls, network: core.Seq | Sequence[core.Seq], seeds: Sequence[int], init: InitHook | None = None,
                 source: Source | None = None) -> GroupedModel:
-        """Copy i is `torch.manual_seed(seeds[i]); build(network); init(module, i)`, as a single run.
+        """Copy i is `torch.manual_seed(seeds[i]); build(networks[i]); init(module, i)`, as a single run.
 
-        The caller's global RNG state is left as it was.
+        `network` serves every copy, or is a list of one network per copy (a sweep's points) that
+        differ at most in initial values (archlang.ir.structure). The caller's RNG state is kept.
         """
-        check_supported(network, source)
+        networks = [network] * len(seeds) if isinstance(network, IRNode) else list(network)
         if not seeds:
             raise ArchlangError("grouped training needs at least one seed")
+        if len(networks) != len(seeds):
+            raise ValueError(f"{len(networks)} networks for {len(seeds)} seeds")
+        check_one_architecture(networks, source)
+        check_supported(networks[0], source)
         singles = []
         with torch.random.fork_rng(devices=[]):
-            for i, seed in enumerate(seeds):
+            for i, (seed, net) in enumerate(zip(seeds, networks)):
                 torch.manual_seed(seed)
-                single = build(network)
+                single = build(net)
                 if init is not None:
                     init(single, i)
                 singles.append(single)
-        return cls(singles, network.items[0].shape)  # type: ignore[union-attr]
+        return cls(singles, networks[0].items[0].shape)  # type: ignore[union-attr]
 
     def _to_internal(self, x: torch.Tensor) -> torch.Tensor:
         copies, batch = x.shape[:2]

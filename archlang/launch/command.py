@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 from archlang.errors import ArchlangError, Source, shorten
-from archlang.launch import jobs
-from archlang.launch.points import parse_shard, shard, slurm_shard, sweep_name, sweep_points, within_budget
+from archlang.launch import groups, jobs
+from archlang.launch.points import Point, parse_shard, shard, slurm_shard, sweep_name, sweep_points, within_budget
 from archlang.runs.sweep import manifest_of, write_manifest
 
 # Flags the sweep consumes itself (or sets per point) and never passes on to a point's process.
 SWEEP_DESTS = {"spec", "out", "name", "resume", "threads", "parallel", "shard", "launcher", "partition",
-               "gpus_per_job", "job_minutes", "max_params", "handler", "train_parser", "command"}
+               "gpus_per_job", "job_minutes", "max_params", "handler", "train_parser", "command", "grouped",
+               "sweep_group", "points"}
 
 
 def add_sweep_flags(p: argparse.ArgumentParser) -> None:
@@ -36,6 +37,11 @@ def add_sweep_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpus-per-job", type=int, metavar="N", help="GPUs of each SLURM job (--launcher submitit)")
     g.add_argument("--job-minutes", type=float, metavar="MINUTES", help="time limit of each SLURM job; the run "
                    f"checkpoints and stops {jobs.SLURM_MARGIN_MINUTES:g} minutes before it unless --time-limit is given")
+    g.add_argument("--grouped", action="store_true", help="train the points that share one architecture (they may "
+                   "differ in recipe fields such as lr, momentum, schedule, weight decay, seed, and in initial values "
+                   "such as a highway bias_init or a gate's k_init) together in ONE process each; one run folder per "
+                   "point as without it. Points that differ in anything else (shapes, activation, epochs, batch size, "
+                   "optimizer kind, batch-norm settings) form groups of their own")
     g.add_argument("--max-params", type=int, metavar="N", help="skip points with more than N parameters (counted "
                    "from the IR, before training)")
     p.set_defaults(train_parser=p)
@@ -102,27 +108,69 @@ def run_sweep(args: argparse.Namespace, source: Source) -> int:
     root.mkdir(parents=True, exist_ok=True)
     write_manifest(root, manifest_of(source.text, [p.as_dict() for p in points]))
     which = parse_shard(args.shard) if args.shard else slurm_shard()
-    mine = shard(points, which)
-    mine, skipped = within_budget(mine, args.max_params)
-    for line in skipped:
-        print(line, file=sys.stderr)
-    part = f" (shard {which[0]}/{which[1]})" if which else ""
-    print(f"sweep {root}: {len(points)} points, {len(mine)} to train here{part}", file=sys.stderr, flush=True)
-    todo, done = jobs.plan_jobs(mine, root, _point_flags(args), logs=args.parallel > 1 or args.launcher != "local")
-    for line in done:
-        print(line, file=sys.stderr)
-    if args.launcher == "local":
+    if args.grouped:
+        todo, mine = _grouped_jobs(args, source, points, root, which)
+    else:
+        todo, mine = _point_jobs(args, points, root, which)
+    if args.launcher == "local" and args.grouped:
+        codes = groups.run_local(todo, args.parallel, args.time_limit)
+    elif args.launcher == "local":
         codes = jobs.run_local(todo, args.parallel)
     else:
         options = jobs.SlurmOptions(args.partition, args.gpus_per_job, args.job_minutes,
                                     args.parallel if args.parallel > 1 else None)
         codes = jobs.run_submitit(todo, root / "submitit", args.launcher == "submitit-local", options)
-    unfinished = [j.point.name for j in todo if jobs.run_status(j.folder) != "finished"]
+    ended = groups.DONE if args.grouped else ("finished",)
+    unfinished = [p.name for p in mine if jobs.run_status(root / p.name) not in ended]
     if unfinished:
         print(f"{len(unfinished)} of {len(mine)} points not finished; run the same command again to continue them",
               file=sys.stderr)
+    diverged = [p.name for p in mine if args.grouped and jobs.run_status(root / p.name) == "diverged"]
+    if diverged:
+        print(f"{len(diverged)} of {len(mine)} points diverged (their summary.json says so)", file=sys.stderr)
     print(root)
+    if args.grouped and not unfinished:
+        return 0  # every point ran to its end; a diverged one is an outcome of its settings
     return next((c for c in codes if c == 130), 2 if 2 in codes else (1 if unfinished else 0))
+
+
+def _logs(args: argparse.Namespace) -> bool:
+    return args.parallel > 1 or args.launcher != "local"
+
+
+def _point_jobs(args: argparse.Namespace, points: list[Point], root: Path,
+                which: tuple[int, int] | None) -> tuple[list[jobs.Job], list[Point]]:
+    mine, skipped = within_budget(shard(points, which), args.max_params)
+    for line in skipped:
+        print(line, file=sys.stderr)
+    part = f" (shard {which[0]}/{which[1]})" if which else ""
+    print(f"sweep {root}: {len(points)} points, {len(mine)} to train here{part}", file=sys.stderr, flush=True)
+    todo, done = jobs.plan_jobs(mine, root, _point_flags(args), logs=_logs(args))
+    for line in done:
+        print(line, file=sys.stderr)
+    return todo, mine
+
+
+def _grouped_jobs(args: argparse.Namespace, source: Source, points: list[Point], root: Path,
+                  which: tuple[int, int] | None) -> tuple[list[jobs.Job], list[Point]]:
+    """Groups of points, sharded by group; each group one job (archlang.launch.groups)."""
+    from archlang.train.command import recipe_overrides
+
+    groups.check_grouped_flags(args)
+    kept, skipped = within_budget(points, args.max_params)
+    for line in skipped:
+        print(line, file=sys.stderr)
+    mine = groups.shard_groups(groups.group_points(source, kept, args.recipe, recipe_overrides(args)), which)
+    part = f" (shard {which[0]}/{which[1]})" if which else ""
+    sizes = ", ".join(str(len(g)) for g in mine)
+    print(f"sweep {root}: {len(points)} points; {len(mine)} groups to train here{part} ({sizes} points)",
+          file=sys.stderr, flush=True)
+    flags = _point_flags(args)
+    local = args.launcher == "local"
+    todo, done = groups.plan_groups(mine, root, groups.without_time_limit(flags) if local else flags, _logs(args))
+    for line in done:
+        print(line, file=sys.stderr)
+    return todo, [p for g in mine for p in g]
 
 
 def sweep_or_none(args: argparse.Namespace) -> int | None:

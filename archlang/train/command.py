@@ -70,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", metavar="N|LIST", help="train one copy per seed in ONE process (grouped layers): N "
                    "means seeds 0..N-1, a list like 3,5,8 names them; one run folder per seed (<name>-seed<S> with "
                    "--name). --resume of any of those folders continues the whole group")
+    # A grouped sweep's parent starts `train --sweep-group ROOT --points I,J` for each group (archlang.launch.groups).
+    p.add_argument("--sweep-group", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--points", metavar="LIST", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--bf16", "--amp", dest="bf16", action="store_true", help="bf16 autocast (default: fp32 as the papers)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for conv nets")
@@ -93,7 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe fields the flags set (--set and the fields with flags of their own)."""
     values: dict[str, Any] = dict(args.set_fields)
     for flag in ("epochs", "seed", "lr", "batch_size", "weight_decay", "k_decay"):
         value = getattr(args, flag)
@@ -144,9 +148,10 @@ def _said_finished(folder: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    swept = sweep_or_none(args)  # a spec with {a, b} sets: every point in a process of its own
-    if swept is not None:
-        return swept
+    if args.sweep_group is None:
+        swept = sweep_or_none(args)  # a spec with {a, b} sets: every point (or group) in a process of its own
+        if swept is not None:
+            return swept
     if args.resume is not None and _said_finished(Path(args.resume)):
         return 0
     from archlang.train import ddp
@@ -177,23 +182,18 @@ def run(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace):
     """Compile the spec and set up the options; returns the call that trains (every process makes it)."""
     from archlang.compiler import compile_spec
-    from archlang.train.loop import TrainOptions, train
+    from archlang.train.loop import train
 
+    if args.sweep_group is not None:
+        return _sweep_group(args)
     source = _spec_source(args)
     compiled = compile_spec(source)
-    recipe, overrides = args.recipe, _overrides(args)
+    recipe, overrides = args.recipe, recipe_overrides(args)
     if args.resume is not None and recipe is None:
         # Flags apply on top of the run's own resolved recipe (which already holds the train(...)
         # clause), so flags equal to the recorded ones resume it and only a changed field is refused.
         recipe = _saved_recipe(args)
-    options = TrainOptions(
-        device=args.device, bf16=args.bf16, tf32=args.tf32, channels_last=args.channels_last, compile=args.compile,
-        threads=args.threads, progress=not args.no_progress, download=args.download,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        checkpoint_every_s=max(0.0, args.checkpoint_minutes * 60.0),
-        max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit is not None else None,
-        workers=args.workers, log_every=args.log_every, eval_subset=args.eval_subset,
-    )
+    options = _options(args)
     if args.seeds is not None or (args.resume is not None and _is_grouped(args.resume)):
         from archlang.train.grouped_run import parse_seeds, train_grouped
 
@@ -204,3 +204,32 @@ def _prepare(args: argparse.Namespace):
                                      spec_text=source.text)
     return lambda: train(compiled, recipe=recipe, overrides=overrides, out=args.out, name=args.name, resume=args.resume,
                          data_dir=args.data_dir, subset=args.subset, options=options, spec_text=source.text)
+
+
+def _options(args: argparse.Namespace):
+    from archlang.train.loop import TrainOptions
+
+    return TrainOptions(
+        device=args.device, bf16=args.bf16, tf32=args.tf32, channels_last=args.channels_last, compile=args.compile,
+        threads=args.threads, progress=not args.no_progress, download=args.download,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        checkpoint_every_s=max(0.0, args.checkpoint_minutes * 60.0),
+        max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit is not None else None,
+        workers=args.workers, log_every=args.log_every, eval_subset=args.eval_subset,
+    )
+
+
+def _sweep_group(args: argparse.Namespace):
+    """`train --sweep-group ROOT --points I,J`: one group of a grouped sweep (archlang.launch.groups starts it)."""
+    from archlang.train.grouped_run import train_sweep_group
+
+    if args.points is None or args.spec is not None or args.resume is not None or args.seeds is not None:
+        raise ArchlangError("--sweep-group takes --points I,J,... and no SPEC, --resume or --seeds",
+                            hint="it is started by `archlang train SWEEP --grouped`")
+    try:
+        indices = [int(i) for i in args.points.split(",")]
+    except ValueError:
+        raise ArchlangError(f"--points takes point indices like 0,3,5, not {args.points[:40]!r}") from None
+    options = _options(args)
+    return lambda: train_sweep_group(args.sweep_group, indices, recipe=args.recipe, overrides=recipe_overrides(args),
+                                     data_dir=args.data_dir, subset=args.subset, options=options)

@@ -1,41 +1,32 @@
-"""`archlang train SPEC --seeds N`: one copy of the spec per seed, trained together in ONE process.
+"""Several runs of one architecture trained together in ONE process (archlang.train.grouped_trainer).
 
-The copies are one archlang.grouped.GroupedModel (batched layers, one optimizer step for all);
-each copy is planned, identified and written as an ordinary run folder (archlang.runs), so every
-analysis reads it as a single run. Copy i starts as a single run of its seed would (same build,
-same init), draws its batches in its own seed's order and gets its recipe's optimizer settings,
-so without dropout its weights follow the single run's (test: to 1e-5). The whole group's state
-is one grouped checkpoint in the first copy's checkpoints/ (archlang.runs.checkpoint); every
-copy's run.json names the group, so `--resume` of any copy's folder continues the whole group.
+- `archlang train SPEC --seeds N`: one copy of the spec per seed (train_grouped);
+- `archlang train SWEEP --grouped`: the points of one group of a sweep (train_sweep_group), copies that
+  differ in recipe fields and initial values (archlang.train.grouping, archlang.ir.structure).
+
+Every copy is an ordinary run folder; each one's run.json names the group ({"seeds", "folders"}),
+so `--resume` of any member's folder continues the whole group, each copy with its own saved spec
+and recipe.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
+from archlang.compiler import Compiled, compile_spec
+from archlang.errors import ArchlangError, Source, shorten
+from archlang.grouped import check_supported
+from archlang.runs import RunFolder
+from archlang.runs.sweep import read_manifest
+from archlang.train import ddp
+from archlang.train.grouped_trainer import GroupedTrainer, no_decay_names
+from archlang.train.options import TrainOptions
+from archlang.train.plan import RunPlan, plan_run
 
-from archlang.compiler import Compiled
-from archlang.errors import ArchlangError, shorten
-from archlang.grouped import CopyHyper, GroupedModel, check_supported, grouped_loss, grouped_optimizer, split_state
-from archlang.grouped.layers import GGate
-from archlang.runs import MetricsRow, Progress, RunFolder, Totals
-from archlang.runs import rng as run_rng
-from archlang.runs.checkpoint import estimate_checkpoint_bytes, latest_good_grouped, write_grouped
-from archlang.runs.state import to_host
-from archlang.train import ddp, model_tools, plots, sources
-from archlang.train.evaluate import evaluate_grouped
-from archlang.train.meter import Meter
-from archlang.train.options import TrainOptions, configure_backends, tune_allocator
-from archlang.train.plan import RunPlan, load_data, plan_run
-from archlang.train.recipes import Recipe
-from archlang.train.signals import SignalWatch, TrainingInterrupted
-from archlang.train.trainer import run_info, run_summary
+__all__ = ["MAX_COPIES", "group_of", "no_decay_names", "parse_seeds", "train_grouped", "train_sweep_group"]
 
 MAX_COPIES = 256  # far beyond what fits a step; a typo like --seeds 10000 is refused, not attempted
 
@@ -54,12 +45,6 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def no_decay_names(single: nn.Module, recipe: Recipe) -> frozenset[str]:
-    """Names of the parameters in model_tools.decay_groups' zero-decay group (the trainer's rule)."""
-    exempt = {id(p) for g in model_tools.decay_groups(single, recipe) if g["weight_decay"] == 0 for p in g["params"]}
-    return frozenset(n for n, p in single.named_parameters() if id(p) in exempt)
-
-
 def group_of(folder: str | Path) -> dict[str, Any] | None:
     """The `group` record of a copy's run.json ({"seeds": [...], "folders": [...]}), None for a single run."""
     group = RunFolder.open(folder).read_info().as_dict().get("group")
@@ -71,282 +56,96 @@ def group_of(folder: str | Path) -> dict[str, Any] | None:
     return group
 
 
+@dataclass(frozen=True)
+class Member:
+    """One copy to plan: its network and spec text, recipe overrides, and new name or folder to resume."""
+
+    compiled: Compiled
+    spec_text: str | None
+    overrides: dict[str, Any]
+    name: str | None = None
+    folder: Path | None = None
+
+
+def _check_call(compiled: Compiled, opts: TrainOptions, flag: str) -> None:
+    check_supported(compiled.network, compiled.source)  # before any folder exists
+    if ddp.context_from_env().enabled:
+        raise ArchlangError(f"{flag} trains its copies in one process, not under torchrun")
+    unsupported = [f for f, on in (("--bf16", opts.bf16), ("--compile", opts.compile),
+                                   ("--channels-last", opts.channels_last)) if on]
+    if unsupported:
+        raise ArchlangError(f"{flag} does not take {', '.join(unsupported)} (grouped runs are fp32, eager, "
+                            "contiguous)")
+
+
+def _resumed_members(compiled: Compiled, spec_text: str | None, overrides: dict[str, Any],
+                     resume: str | Path) -> list[Member]:
+    """The group of `resume`: the named folder with the given spec, every other one with its own."""
+    group = group_of(resume)
+    if group is None:
+        raise ArchlangError("not a grouped run (its run.json names no group)", path=str(resume),
+                            hint="resume it without --seeds")
+    members = []
+    for seed, name in zip(group["seeds"], group["folders"]):
+        folder = Path(resume).parent / name
+        own, text = compiled, spec_text
+        if folder.resolve() != Path(resume).resolve():
+            text, filename = RunFolder.open(folder).read_spec()
+            own = compile_spec(Source(text, filename))
+        members.append(Member(own, text, {**overrides, "seed": seed}, folder=folder))
+    return members
+
+
+def _train_members(members: Sequence[Member], recipe: str | None, out: str | Path, data_dir: str | Path | None,
+                   subset: int | None, opts: TrainOptions) -> list[Path]:
+    plans: list[RunPlan] = []
+    try:
+        for m in members:
+            own_recipe = recipe if recipe is not None or m.folder is None else str(RunFolder(m.folder).recipe_path)
+            plans.append(plan_run(m.compiled, ddp.SINGLE, opts, recipe=own_recipe, overrides=m.overrides, out=out,
+                                  name=m.name, resume=m.folder, data_dir=data_dir, subset=subset,
+                                  spec_text=m.spec_text))
+        return GroupedTrainer([m.compiled for m in members], plans, opts).train()
+    finally:
+        for plan in plans:
+            plan.run.unlock()
+
+
 def train_grouped(compiled: Compiled, seeds: list[int] | None, *, recipe: str | None = None,
                   overrides: Mapping[str, Any] | None = None, out: str | Path = "runs", name: str | None = None,
                   resume: str | Path | None = None, data_dir: str | Path | None = None, subset: int | None = None,
                   options: TrainOptions | None = None, spec_text: str | None = None) -> list[Path]:
     """Train one copy per seed (or continue the group of the run folder `resume`); the copies' run folders."""
     opts = options or TrainOptions()
-    check_supported(compiled.network, compiled.source)  # before any folder exists
-    if ddp.context_from_env().enabled:
-        raise ArchlangError("--seeds trains its copies in one process, not under torchrun")
-    unsupported = [flag for flag, on in (("--bf16", opts.bf16), ("--compile", opts.compile),
-                                         ("--channels-last", opts.channels_last)) if on]
-    if unsupported:
-        raise ArchlangError(f"--seeds does not take {', '.join(unsupported)} (grouped runs are fp32, eager, "
-                            "contiguous)")
+    _check_call(compiled, opts, "--seeds")
     overrides = dict(overrides or {})
     if "seed" in overrides:
         raise ArchlangError("--seeds sets each copy's seed: drop --seed (or seed=) from the overrides")
-    members: list[tuple[int, str | None, Path | None]]
     if resume is not None:
-        group = group_of(resume)
-        if group is None:
-            raise ArchlangError("not a grouped run (its run.json names no group)", path=str(resume),
-                                hint="resume it without --seeds")
-        members = [(s, name, Path(resume).parent / f) for s, f in zip(group["seeds"], group["folders"])]
+        members = _resumed_members(compiled, spec_text, overrides, resume)
     else:
-        members = [(s, f"{name}-seed{s}" if name else None, None) for s in (seeds or [])]
-    plans: list[RunPlan] = []
-    try:
-        for seed, member_name, folder in members:
-            own_recipe = recipe if recipe is not None or folder is None else str(RunFolder(folder).recipe_path)
-            plans.append(plan_run(compiled, ddp.SINGLE, opts, recipe=own_recipe,
-                                  overrides={**overrides, "seed": seed}, out=out, name=member_name, resume=folder,
-                                  data_dir=data_dir, subset=subset, spec_text=spec_text))
-        return GroupedTrainer(compiled, plans, opts).train()
-    finally:
-        for plan in plans:
-            plan.run.unlock()
+        members = [Member(compiled, spec_text, {**overrides, "seed": s}, f"{name}-seed{s}" if name else None)
+                   for s in (seeds or [])]
+    return _train_members(members, recipe, out, data_dir, subset, opts)
 
 
-@dataclass
-class CopyState:
-    """One copy's run: its plan (folder, identity), recipe, batches, and this epoch's meter."""
+def train_sweep_group(root: str | Path, indices: Sequence[int], *, recipe: str | None = None,
+                      overrides: Mapping[str, Any] | None = None, data_dir: str | Path | None = None,
+                      subset: int | None = None, options: TrainOptions | None = None) -> list[Path]:
+    """Train points `indices` of the sweep in `root` (its sweep.json) as one group: root/<point>/ each.
 
-    plan: RunPlan
-    loader: Any
-    meter: Meter
-    history: list[MetricsRow] = field(default_factory=list)
-
-    @property
-    def recipe(self) -> Recipe:
-        return self.plan.resolved.recipe
-
-    @property
-    def run(self) -> RunFolder:
-        return self.plan.run
-
-
-class GroupedTrainer:
-    """Trainer's loop (fit, run_epoch, end_epoch, checkpoint, finish) over G copies at once."""
-
-    def __init__(self, compiled: Compiled, plans: list[RunPlan], opts: TrainOptions) -> None:
-        self.compiled, self.plans, self.opts = compiled, plans, opts
-        self.leader, self.device = plans[0].run, plans[0].device
-        self.recipe = plans[0].resolved.recipe  # what the copies share: epochs, batch size, data
-        self.sync_every = opts.sync_every or (50 if self.device.type == "cuda" else 1)
-        self.start_epoch, self.start_step, self.meter_seconds = 0, 0, 0.0
-        self.steps_this_call, self.stopped_at = 0, (0, 0)
-        self.signals = SignalWatch()
-
-    def train(self) -> list[Path]:
-        self.setup()
-        self.resume()
-        self.call_start = self.last_save = time.monotonic()
-        with self.signals:
-            try:
-                status = self.fit()
-            except ArchlangError:
-                self.finish("failed")
-                raise
-        self.finish(status)
-        if status == "interrupted":
-            raise TrainingInterrupted(self.signals.received or 15, self.leader.path, *self.stopped_at)
-        return [plan.folder for plan in self.plans]
-
-    def fit(self) -> str:
-        for epoch in range(self.start_epoch, self.recipe.epochs):
-            stop = self.run_epoch(epoch)
-            if stop:
-                return stop
-            self.end_epoch(epoch)
-            self.checkpoint(epoch + 1, 0)
-            stop = self.stop_rule()
-            if stop and epoch + 1 < self.recipe.epochs:
-                self.stopped_at = (epoch + 1, 0)
-                return stop
-        return "finished"
-
-    def run_epoch(self, epoch: int) -> str | None:
-        start, self.start_step = self.start_step, 0
-        self.optimizer.set_lr_factor([c.recipe.lr_factor(epoch) for c in self.copies])  # LambdaLR's factor
-        self.model.train()
-        self.t0 = time.monotonic() - self.meter_seconds
-        steps = len(self.copies[0].loader)
-        streams = [c.loader.batches(epoch, start) for c in self.copies]
-        for step, batches in enumerate(zip(*streams), start):
-            x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
-            logits = self.model(x)
-            losses = grouped_loss(logits, y)
-            for i, c in enumerate(self.copies):
-                c.meter.add(losses[i], logits[i], y[i])
-            self.steps_this_call += 1
-            last = step + 1 == steps
-            read = last or (step + 1) % self.sync_every == 0 or self.steps_this_call == self.opts.max_steps
-            if read:  # before backward: a non-finite loss must not reach the weights we keep
-                self.read_back(epoch, step)
-            self.optimizer.zero_grad()
-            losses.sum().backward()
-            self.optimizer.step()
-            if not read or last:
-                continue
-            stop = self.stop_rule()
-            if stop or time.monotonic() - self.last_save >= self.opts.checkpoint_every_s:
-                self.meter_seconds = time.monotonic() - self.t0
-                self.checkpoint(epoch, step + 1)
-            if stop:
-                self.stopped_at = (epoch, step + 1)
-                return stop
-        return None
-
-    # ---- phases ----------------------------------------------------------------------------
-
-    def setup(self) -> None:
-        """Data once, then the grouped model (copy i: seed i's build and init), optimizer, loaders."""
-        opts, device, r = self.opts, self.device, self.recipe
-        if opts.threads:
-            torch.set_num_threads(opts.threads)
-        tune_allocator()
-        configure_backends(device, opts)
-        self.data = load_data(self.compiled, self.plans[0], ddp.SINGLE, opts)
-        subset = self.plans[0].subset
-        train_split = self.data.train.first(subset) if subset else self.data.train
-        recipes = [p.resolved.recipe for p in self.plans]
-        _check_recipes(recipes)
-        seeds = [rc.seed for rc in recipes]
-        self.model = GroupedModel.from_ir(self.compiled.network, seeds, source=self.compiled.source,
-                                          init=lambda m, i: model_tools.apply_init(m, recipes[i]))
-        self.model.to(device)  # before the optimizer: it moves the parameters into one flat buffer
-        with torch.random.fork_rng(devices=[]):
-            single = self.compiled.build()
-        self.optimizer = grouped_optimizer(self.model, [CopyHyper.from_recipe(rc, no_decay_names(single, rc))
-                                                        for rc in recipes])
-        torch.manual_seed(seeds[0])  # the group's one dropout stream
-        self.leader.check_writable(3 * estimate_checkpoint_bytes(self.model, 2) + (64 << 20))
-        mean, std = sources.statistics(r, self.data)
-        common: dict[str, Any] = {"mean": mean, "std": std, "normalize": r.normalize, "device": device,
-                                  "channels_last": False, "dtype": torch.float32, "workers": opts.workers}
-        self.copies = [CopyState(p, sources.make_loader(train_split, p.resolved.recipe, train=True,
-                                                        batch_size=r.batch_size, seed=p.resolved.recipe.seed,
-                                                        rank=0, world_size=1, **common),
-                                 Meter(device, ddp.SINGLE, Totals())) for p in self.plans]
-        test_split = self.data.test.first(opts.eval_subset) if opts.eval_subset else self.data.test
-        self.test_loader = sources.make_loader(test_split, r, train=False, batch_size=r.eval_batch_size, **common)
-
-    def resume(self) -> None:
-        """New copies' identity files, or the group's newest good grouped checkpoint."""
-        if not self.plans[0].resuming:
-            group = {"seeds": [c.recipe.seed for c in self.copies], "folders": [c.run.path.name for c in self.copies]}
-            for c in self.copies:
-                info = run_info(self.compiled, c.plan, self.data, self.opts, self.device, 1)
-                c.run.write_identity(c.plan.ident, {**info, "group": group})
-                c.run.rewrite_metrics([])
-            return
-        state = latest_good_grouped(self.leader.checkpoints, warn=self.opts.log)
-        if state is None:
-            for c in self.copies:
-                c.run.rewrite_metrics([])
-            return
-        if len(state.progress) != len(self.copies) or any(p.run_hash != c.plan.run_hash
-                                                          for p, c in zip(state.progress, self.copies)):
-            raise ArchlangError(f"grouped checkpoint {state.path.name} belongs to another group of runs",
-                                path=str(state.path), hint="move it out of checkpoints/ to resume from the one before it")
-        try:
-            self.model.load_state_dict(state.model)
-            self.optimizer.load_state_dict(state.optimizer)
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise ArchlangError(f"grouped checkpoint does not fit this network ({shorten(str(exc), 120)})",
-                                path=str(state.path)) from None
-        first = state.progress[0]
-        run_rng.restore(first.rng[0], self.opts.log)
-        for p, c in zip(state.progress, self.copies):
-            c.history, c.meter = list(p.history), Meter(self.device, ddp.SINGLE, p.totals)
-            c.run.rewrite_metrics(c.history)
-        self.start_epoch, self.start_step, self.meter_seconds = first.epoch, first.step, first.totals.seconds
-        self.opts.log(f"resuming {len(self.copies)} grouped runs at epoch {first.epoch + 1}, step {first.step} "
-                      f"from {state.path.name}")
-
-    def end_epoch(self, epoch: int) -> None:
-        """Test every copy (one pass over the grouped model), one metrics row per copy's folder."""
-        results = evaluate_grouped(self.model, self.test_loader, len(self.copies))
-        self.model.train()
-        seconds = round(time.monotonic() - self.t0, 3)
-        for i, (c, test, lr) in enumerate(zip(self.copies, results, self.optimizer.lr)):
-            train_loss, train_error = c.meter.record()
-            row = MetricsRow.model_validate({
-                "epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
-                "test_loss": test.loss, "test_error": test.error,
-                **({"test_error_top5": test.error_top5} if test.error_top5 is not None else {}),
-                "lr": lr, "seconds": seconds, "steps": len(c.loader), "gates_k": _gate_values(self.model, i), "dirac_a": {}})
-            c.history.append(row)
-            c.run.append_metrics(row)
-            c.meter = Meter(self.device, ddp.SINGLE, Totals())
-        errors = ", ".join(f"{r.error:.2f}" for r in results)
-        self.opts.log(f"epoch {epoch + 1}/{self.recipe.epochs}: test error per seed {errors} (%), {seconds:.1f} s")
-        self.meter_seconds = 0.0
-
-    def checkpoint(self, epoch: int, step: int) -> None:
-        rng = [run_rng.capture(self.device)]
-        progress = [Progress(epoch=epoch, step=step, totals=c.meter.totals(self.meter_seconds if step else 0.0),
-                             history=c.history, run_hash=c.plan.run_hash, world_size=1, rng=rng)
-                    for c in self.copies]
-        write_grouped(self.leader.checkpoints, self.model.state_dict(), self.optimizer.state_dict(), progress)
-        self.last_save = time.monotonic()
-
-    def finish(self, status: str) -> None:
-        """Each copy's final weights (when finished), summary and plots, in its own run folder."""
-        states = split_state(self.model) if status == "finished" else None
-        for i, c in enumerate(self.copies):
-            if states is not None:
-                c.run.write_model({k: to_host(v) for k, v in states[i].items()})
-            c.run.write_summary(run_summary(status, c.history, self.compiled, c.plan, self.data))
-            plots.write_plots(c.plan.folder, [h.as_dict() for h in c.history],
-                              f"{self.compiled.family or 'net'} / {c.plan.recipe_label}")
-
-    # ---- helpers ---------------------------------------------------------------------------
-
-    def read_back(self, epoch: int, step: int) -> None:
-        for c in self.copies:
-            result = c.meter.read_back([])
-            if result.first_bad is not None:
-                raise ArchlangError(f"seed {c.recipe.seed}: loss became {result.bad_loss} at epoch {epoch + 1}, "
-                                    f"step {step + 1}; the grouped training stopped", path=str(c.plan.folder),
-                                    hint="lower the learning rate (e.g. --lr) or check the data normalisation")
-
-    def stop_rule(self) -> str | None:
-        if self.signals.received is not None:
-            return "interrupted"
-        out_of_time = (self.opts.time_limit_s is not None
-                       and time.monotonic() - self.call_start >= self.opts.time_limit_s)
-        if out_of_time or (self.opts.max_steps is not None and self.steps_this_call >= self.opts.max_steps):
-            return "stopped"
-        return None
-
-
-def _check_recipes(recipes: list[Recipe]) -> None:
-    """The copies take one step together: they must share what shapes a step."""
-    first = recipes[0]
-    if first.optimizer not in ("sgd", "nadam"):
-        raise ArchlangError(f"grouped training steps sgd or nadam recipes, not {first.optimizer}",
-                            hint="train the seeds one by one")
-    for field_name in ("optimizer", "epochs", "batch_size", "dataset"):
-        if any(getattr(r, field_name, None) != getattr(first, field_name, None) for r in recipes):
-            raise ArchlangError(f"the grouped copies' recipes differ in {field_name}")
-    # The grouped optimizer has one parameter group per copy and the loaders no whole-image
-    # normalisation: refuse what it would otherwise silently leave out.
-    unapplied = [f"{name}={getattr(first, name)}" for name, default in _NOT_GROUPED.items()
-                 if getattr(first, name) != default]
-    if first.normalize in ("gcn", "gcn_zca", "pixel_mean"):
-        unapplied.append(f"normalize={first.normalize}")
-    if unapplied:
-        raise ArchlangError(f"grouped training does not apply {', '.join(unapplied)} yet",
-                            hint="train the seeds one by one, or --set them to their defaults")
-
-
-_NOT_GROUPED = {"bias_lr_mult": 1.0, "classifier_lr_mult": 1.0, "classifier_decay_mult": 1.0, "momentum_reset": False}
-
-
-def _gate_values(model: GroupedModel, copy: int) -> dict[str, float]:
-    """Copy i's gate k under the single network's module names (as model_tools.gate_values)."""
-    return {name or "gate": float(m.k[copy].detach()) for name, m in model.named_modules() if isinstance(m, GGate)}
+    Each copy is planned as `archlang train POINT --out root --name <point>` would plan it (the
+    same spec text, so the same run identity), and resumes as any grouped run does.
+    """
+    manifest = read_manifest(Path(root))
+    if manifest is None:
+        raise ArchlangError("not a sweep folder (no sweep.json)", path=str(root))
+    if not indices or len(set(indices)) != len(indices) or not all(0 <= i < len(manifest.points) for i in indices):
+        raise ArchlangError(f"--points needs distinct point indices below {len(manifest.points)}, got "
+                            f"{shorten(','.join(map(str, indices)))}")
+    points = [manifest.points[i] for i in indices]
+    members = [Member(compile_spec(Source(p.spec, "<inline>")), p.spec, dict(overrides or {}), p.name)
+               for p in points]
+    opts = options or TrainOptions()
+    _check_call(members[0].compiled, opts, "--grouped")
+    return _train_members(members, recipe, root, data_dir, subset, opts)
