@@ -35,14 +35,24 @@ class Job:
     # Seeds trained together in one process (`archlang train --seeds`): one run folder per seed,
     # named NAME-seedS. Empty: one ordinary run named NAME, with the recipe's seed.
     seeds: tuple[int, ...] = ()
+    # A sweep file trained in groups (`archlang train SWEEP --grouped`): NAME is its sweep folder, one
+    # run folder per point (from its sweep.json); the same command again continues it, never --resume.
+    grouped_sweep: bool = False
 
     @property
     def folder(self) -> Path:
-        """The run folder to resume (a group resumes through any of its members)."""
+        """The run folder to resume (a group resumes through any of its members); a grouped sweep's folder."""
+        if self.grouped_sweep:
+            return RUNS / self.name
         return self.folders[0]
 
     @property
     def folders(self) -> list[Path]:
+        if self.grouped_sweep:
+            from archlang.runs.sweep import read_manifest
+
+            manifest = read_manifest(RUNS / self.name)
+            return [RUNS / self.name / p.name for p in manifest.points] if manifest else []
         if not self.seeds:
             return [RUNS / self.name]
         return [RUNS / f"{self.name}-seed{s}" for s in self.seeds]
@@ -62,6 +72,8 @@ class Job:
                            "--name", self.name])
 
     def seed_flags(self) -> list[str]:
+        if self.grouped_sweep:
+            return ["--grouped"]
         return ["--seeds", ",".join(map(str, self.seeds))] if self.seeds else []
 
     def trained_extra(self) -> list[str]:
@@ -79,7 +91,9 @@ class Job:
 
     def status(self) -> str:
         """A group is finished when every member is, new when none has started."""
-        statuses = {r.status() for r in self.runs}
+        statuses = {r.status() for r in self.runs} or {"new"}
+        if self.grouped_sweep and statuses <= {"finished", "diverged"}:
+            return "finished"  # a diverged point of a search is an outcome: rerunning it diverges again
         if len(statuses) == 1:
             return statuses.pop()
         return "new" if statuses == {"new"} else "stopped"
@@ -99,7 +113,7 @@ def _with_flag(flags: list[str], flag: str, value: object) -> list[str]:
 
 
 def _argv(job: Job, data_dir: str, threads: int, time_limit: float | None) -> list[str]:
-    resuming = job.status() in ("running", "stopped", "interrupted", "failed")
+    resuming = not job.grouped_sweep and job.status() in ("running", "stopped", "interrupted", "failed")
     where = (["--resume", str(job.folder)] if resuming
              else [*job.seed_flags(), "--out", str(RUNS), "--name", job.name])
     # How long this invocation may train is not part of the run: it stays out of job.command.

@@ -1,0 +1,266 @@
+"""Highway networks Figure 1 as the paper ran it: a random search per depth and type, best run and top-10 mean.
+
+    python reproduce/highway_fig1.py                   # train (or continue) 20 settings per depth and type
+    python reproduce/highway_fig1.py --time-limit 120  # stop after 2 hours; the same command continues
+    python reproduce/highway_fig1.py --settings 40     # 20 more per depth and type (the first 20 are kept)
+    python reproduce/highway_fig1.py --collect-only    # figure and results.json from what has finished
+    python reproduce/highway_fig1.py --project         # measure grouped steps, print the search's CPU cost
+    python reproduce/highway_fig1.py --smoke /tmp/hw   # the whole pipeline on 600 images, 2 epochs, in /tmp/hw
+
+Srivastava et al., "Training Very Deep Networks", Sec. 3.1: plain (71 units) and highway (50 blocks)
+fully-connected nets of 10, 20, 50 and 100 layers on MNIST (a first plain layer, then 9/19/49/99
+plain or highway layers, then softmax); "a random search of 100 runs for both plain and highway
+networks" over the initial learning rate, momentum, exponential lr decay factor and activation
+(ReLU or tanh), and for highway nets the transform gate bias (-1 to -10). Figure 1 shows the best
+run's training loss per depth (left) and the mean of the top 10 of 100 settings (right).
+
+Each (type, depth) block of 20 settings is one sweep file, reproduce/highway_fig1/<type>-<layers>-partK.arch,
+sampled once from a fixed seed and committed; `archlang train FILE --grouped` trains its ReLU settings
+as one grouped process and its tanh settings as another (the activation changes the network).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from pathlib import Path
+
+import jobs as jobs_module
+from jobs import ROOT, Job, merge_results, parser, run_unless_collecting
+
+from archlang.runs import RunFolder
+from archlang.runs.sweep import read_manifest
+
+PAPER = "Highway networks (Srivastava et al.)"
+LAYERS = (10, 20, 50, 100)
+KINDS = ("plain", "highway")
+WIDTH = {"plain": 71, "highway": 50}  # Sec. 3.1: ~5,000 parameters per layer either way
+BLOCK = 20  # settings per sweep file: --settings 40 adds files, it never changes the first ones
+SEARCH_SEED = 1507  # fixed: the sampled settings are part of the committed specs
+SPECS = ROOT / "reproduce" / "highway_fig1"
+FIGURE = ROOT / "reproduce" / "highway_fig1.png"
+# The paper's text does not give the number of epochs (its Figure 1 axis is not in our text copy).
+# At 10 epochs the 20-setting search costs about 2 h on this 2-core CPU (see --project), so 10 it is.
+EPOCHS = 10
+
+
+def sample(kind: str, layers: int, count: int) -> list[dict[str, float | str]]:
+    """The first `count` settings of this type and depth (a prefix of one fixed random sequence)."""
+    rng = random.Random(f"{SEARCH_SEED}-{kind}-{layers}")
+    settings = []
+    for _ in range(count):
+        s: dict[str, float | str] = {
+            # assumed range: the paper searched the initial lr without printing its range; log-uniform 1e-3..1
+            "lr": float(f"{10 ** rng.uniform(-3, 0):.3g}"),
+            # assumed range: momentum was searched (range not printed); 1 - 10^U(-2, -0.3), i.e. 0.5..0.99
+            "m": float(f"{1 - 10 ** rng.uniform(-2, -0.3):.3g}"),
+            # assumed range: the exponential decay factor was searched (range not printed); per epoch, 0.8..1
+            "g": float(f"{rng.uniform(0.8, 1.0):.3g}"),
+            # stated: ReLU or tanh
+            "a": rng.choice(("relu", "tanh")),
+        }
+        b = rng.uniform(-10, -1)  # stated: the transform gate bias is between -1 and -10 (drawn for plain too,
+        if kind == "highway":     # so that both types' other values come from the same sequence)
+            s["b"] = float(f"{b:.3g}")
+        settings.append(s)
+    return settings
+
+
+def spec_text(kind: str, layers: int, settings: list[dict[str, float | str]]) -> str:
+    names = ["lr", "m", "g", "a"] + (["b"] if kind == "highway" else [])
+
+    def value(v: float | str) -> str:
+        return f'"{v}"' if isinstance(v, str) else repr(v)
+
+    rows = ",\n    ".join("(" + ", ".join(value(s[n]) for n in names) + ")" for s in settings)
+    net = (f"mlp(depth={layers - 1}, width={WIDTH[kind]}, block={kind}, bn=false, act=a"
+           + (", bias_init=b)" if kind == "highway" else ")"))
+    return (f"# Highway Figure 1 random search: {kind}, {layers} layers ({len(settings)} settings, written by\n"
+            f"# reproduce/highway_fig1.py from seed {SEARCH_SEED}). SGD with plain momentum (Sec. 3: \"SGD with\n"
+            "# momentum\"), exponential lr decay per epoch (Sec. 3); no weight decay (none is mentioned).\n"
+            f"let ({', '.join(names)}) = {{\n    {rows}}}\n{net}\n"
+            "train(lr=lr, momentum=m, gamma=g, schedule=\"exponential\", nesterov=false, weight_decay=0)\n")
+
+
+def spec_files(count: int) -> dict[tuple[str, int], list[Path]]:
+    """The sweep files of the first `count` settings per type and depth, written if missing, checked if not."""
+    files: dict[tuple[str, int], list[Path]] = {}
+    for kind in KINDS:
+        for layers in LAYERS:
+            settings = sample(kind, layers, count)
+            paths = []
+            for part, start in enumerate(range(0, count, BLOCK), 1):
+                path = SPECS / f"{kind}-{layers}-part{part}.arch"
+                text = spec_text(kind, layers, settings[start:start + BLOCK])
+                if path.is_file() and path.read_text() != text:
+                    raise SystemExit(f"{path} differs from what seed {SEARCH_SEED} gives; restore it with git "
+                                     "(its runs were trained from it)")
+                if not path.is_file():
+                    SPECS.mkdir(parents=True, exist_ok=True)
+                    path.write_text(text)
+                paths.append(path)
+            files[(kind, layers)] = paths
+    return files
+
+
+def jobs(count: int, epochs: int, extra: tuple[str, ...] = ()) -> dict[tuple[str, int], list[Job]]:
+    """One grouped-sweep job per sweep file; deepest first, so the longest start early."""
+    found: dict[tuple[str, int], list[Job]] = {}
+    for (kind, layers), paths in sorted(spec_files(count).items(), key=lambda kv: -kv[0][1]):
+        found[(kind, layers)] = [Job(f"highway-fig1/{p.stem}", str(p.relative_to(ROOT)), "highway-mnist",
+                                     ["--epochs", str(epochs), *extra], grouped_sweep=True) for p in paths]
+    return found
+
+
+def curves(group: list[Job]) -> list[tuple[str, list[float], str]]:
+    """(point, training loss per epoch, status) of every point of these sweeps that has ended."""
+    found = []
+    for job in group:
+        manifest = read_manifest(jobs_module.RUNS / job.name)
+        for p in manifest.points if manifest else []:
+            run = RunFolder(jobs_module.RUNS / job.name / p.name)
+            if run.status() in ("finished", "diverged"):
+                found.append((p.name, [r.train_loss for r in run.read_metrics()], run.status()))
+    return found
+
+
+def ranked(found: list[tuple[str, list[float], str]], epochs: int) -> list[tuple[str, list[float]]]:
+    """Settings that trained every epoch, lowest final training loss first (a diverged one never ranks)."""
+    full = [(name, losses) for name, losses, status in found if status == "finished" and len(losses) == epochs
+            and math.isfinite(losses[-1])]
+    return sorted(full, key=lambda item: item[1][-1])
+
+
+def plot(best: dict[tuple[str, int], list[float]], top10: dict[tuple[str, int], list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    colours = dict(zip(LAYERS, ("tab:blue", "tab:green", "tab:orange", "tab:red")))
+    for ax, (title, data) in zip(axes, (("best setting", best), ("mean of the top 10 settings", top10))):
+        for (kind, layers), losses in sorted(data.items()):
+            ax.semilogy(range(1, len(losses) + 1), losses, color=colours[layers],
+                        linestyle="-" if kind == "highway" else "--", marker="o", markersize=2,
+                        label=f"{kind} {layers}")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7, ncol=2)
+    axes[0].set_ylabel("mean training cross-entropy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def results(all_jobs: dict[tuple[str, int], list[Job]], epochs: int, figure: Path = FIGURE) -> list[dict]:
+    """Per type and depth: the best setting's final training loss, and the mean +- std of the top 10."""
+    entries, best, top10 = [], {}, {}
+    for (kind, layers), group in sorted(all_jobs.items()):
+        found = curves(group)
+        order = ranked(found, epochs)
+        if not order:
+            continue
+        finals = [losses[-1] for _, losses in order]
+        top = order[:10]
+        best[(kind, layers)] = order[0][1]
+        top10[(kind, layers)] = [statistics.fmean(c[i] for _, c in top) for i in range(epochs)]
+        base = {"paper": PAPER, "table": "Figure 1", "spec": group[0].spec, "epochs": epochs,
+                "settings": len(found), "trained": len(order), "diverged": sum(s == "diverged" for *_, s in found),
+                "scale": f"full MNIST, {epochs} epochs, {len(found)} random settings (paper: 100, epochs not stated)",
+                "command": " && ".join(j.command("../shared/data") for j in group)}
+        paper = "< 1e-4 (curves only)" if kind == "plain" and layers <= 20 else None
+        entries.append({**base, "metric": f"final training loss, best setting, {kind}, {layers} layers",
+                        "paper_value": paper, "ours": float(f"{finals[0]:.3g}"), "best_setting": order[0][0]})
+        entries.append({**base, "metric": f"final training loss, mean of the top 10 settings, {kind}, {layers} layers",
+                        "paper_value": None, "ours": float(f"{statistics.fmean(finals[:10]):.3g}"),
+                        "mean": statistics.fmean(finals[:10]),
+                        "std": statistics.stdev(finals[:10]) if len(top) > 1 else 0.0, "values": finals[:10]})
+    if best:
+        plot(best, top10, figure)
+    return entries
+
+
+def _step_seconds(networks: list, batch: int, steps: int) -> tuple[float, float]:
+    """CPU seconds of one grouped SGD step at `batch` per copy, and of one evaluation batch of 1000."""
+    import time
+
+    import torch
+
+    from archlang.grouped import CopyHyper, GroupedModel, grouped_loss, grouped_optimizer
+
+    model = GroupedModel.from_ir(networks, list(range(len(networks))))
+    optimizer = grouped_optimizer(model, [CopyHyper("sgd", 0.01, momentum=0.9)] * len(networks))
+    x, y = torch.rand(len(networks), batch, 1, 28, 28), torch.randint(0, 10, (len(networks), batch))
+    for i in range(steps + 2):  # two steps to warm up
+        if i == 2:
+            start = time.process_time()
+        optimizer.zero_grad()
+        grouped_loss(model(x), y).sum().backward()
+        optimizer.step()
+    step = (time.process_time() - start) / steps
+    with torch.no_grad():
+        model.eval()
+        start = time.process_time()
+        model(torch.rand(len(networks), 1000, 1, 28, 28))
+    return step, time.process_time() - start
+
+
+def project(all_jobs: dict[tuple[str, int], list[Job]], epochs: int, steps: int = 5) -> None:
+    """Time each group's grouped step (one thread, CPU time) and print the search's projected cost."""
+    import torch
+
+    from archlang.compiler import compile_all
+    from archlang.errors import Source
+    from archlang.launch.groups import group_points
+    from archlang.launch.points import sweep_points
+
+    torch.set_num_threads(1)
+    total = 0.0
+    for (kind, layers), group in sorted(all_jobs.items()):
+        for job in group:
+            source = Source((ROOT / job.spec).read_text(), job.spec)
+            compiled = compile_all(source)
+            for points in group_points(source, sweep_points(source), job.recipe, {"epochs": epochs}):
+                step, evaluation = _step_seconds([compiled[p.index].network for p in points], 100, steps)
+                epoch = 600 * step + 10 * evaluation  # 60,000 images in batches of 100; 10,000 test in 1,000s
+                total += epoch * epochs
+                act = dict(points[0].values).get("a", "")
+                print(f"{job.name} {act}: {len(points)} copies, {step * 1e3:.0f} ms a step, {epoch:.0f} s an epoch (CPU)")
+    print(f"projected: {total / 3600:.1f} CPU hours for {epochs} epochs, about {total / 7200:.1f} h on 2 cores")
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--settings", type=int, default=BLOCK, help=f"random settings per depth and type, a multiple "
+                   f"of {BLOCK} (default {BLOCK}; the paper: 100)")
+    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs per setting (default {EPOCHS})")
+    p.add_argument("--project", action="store_true", help="time a few grouped steps per depth and type and "
+                   "print the search's projected CPU cost; trains nothing")
+    p.add_argument("--smoke", metavar="DIR", help="train 2 epochs on 600 images with run folders in DIR; "
+                   "results.json and the committed figure are left alone")
+    args = p.parse_args()
+    if args.settings < BLOCK or args.settings % BLOCK:
+        raise SystemExit(f"--settings must be a multiple of {BLOCK}")
+    if args.smoke:
+        jobs_module.RUNS = Path(args.smoke).resolve()  # every Job reads its folders from here
+        args.epochs = 2
+    all_jobs = jobs(args.settings, args.epochs, ("--subset", "600", "--eval-subset", "1000") if args.smoke else ())
+    if args.project:
+        project(all_jobs, args.epochs)
+        return
+    wall = run_unless_collecting([j for group in all_jobs.values() for j in group], args)
+    if wall is not None:
+        print(f"wall time this invocation: {wall / 60:.1f} min")
+    if args.smoke:
+        entries = results(all_jobs, args.epochs, jobs_module.RUNS / "highway_fig1.png")
+        print(f"{len(entries)} results (smoke: not merged); figure {jobs_module.RUNS / 'highway_fig1.png'}")
+        return
+    entries = results(all_jobs, args.epochs)
+    merge_results(entries, (PAPER, "Figure 1"))
+    print(f"{len(entries)} results; figure {FIGURE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
