@@ -21,7 +21,8 @@ from archlang.train.recipes import RECIPE_FIELDS
 
 PER_COPY_FIELDS = ("lr", "momentum", "nesterov", "dampening", "betas", "eps", "schedule", "milestones", "gamma",
                    "weight_decay", "k_decay", "dirac_decay", "bias_decay", "bn_decay", "seed", "conv_init",
-                   "linear_init", "bn_weight_init", "classifier_init", "classifier_std", "stem_init", "stem_std")
+                   "linear_init", "bn_weight_init", "gate_init", "classifier_init", "classifier_std", "stem_init",
+                   "stem_std")
 SHARED_FIELDS = tuple(f for f in RECIPE_FIELDS if f not in PER_COPY_FIELDS)
 
 
