@@ -1,4 +1,4 @@
-"""Recipe YAML, read safely and with bounds, and recipe values shown briefly.
+"""Recipe YAML, read safely and with bounds, into recipe layers; recipe values shown briefly.
 
 PyYAML's safe loader runs no code, but it expands aliases by reference (446 bytes of nested
 aliases once became a 1.48 GB error message when printed), recurses once per nesting level
@@ -10,11 +10,14 @@ values that aliases expand to and the nesting depth without recursion; then it i
 from __future__ import annotations
 
 import reprlib
-from typing import Any
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 
-from archlang.errors import ArchlangError, Source, Span, shorten
+from archlang.errors import ArchlangError, Source, Span, did_you_mean, shorten
 
 MAX_TEXT = 1 << 20  # a recipe is a page of fields; a megabyte of YAML is not one
 MAX_DEPTH = 32
@@ -123,3 +126,67 @@ def parse_flag_value(text: str) -> Any:
         raise ArchlangError(f"the value {err.message.removeprefix('the recipe ')}",
                             hint="--set FIELD=VALUE takes a number, a word or a short [list]") from None
     return value
+
+
+# Shipped recipes are package data, read through importlib.resources (they load from a wheel or a zip).
+RECIPE_DIR = resources.files("archlang") / "recipes"
+
+
+@dataclass
+class Layer:
+    """One source of recipe fields, with where each field was written (for error messages)."""
+
+    kind: Literal["yaml", "train", "flags"]
+    values: dict[str, Any]
+    source: Source | None = None
+    spans: dict[str, Span] = field(default_factory=dict)
+    path: str | None = None
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in RECIPE_DIR.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml_layer(text: str, filename: str) -> Layer:
+    """Parse a recipe YAML safely (no Python tags, bounded), keeping the position of every key."""
+    source = Source(text, filename)
+    values, root = load(text, source)
+    if values is None:
+        values, root = {}, None
+    if not isinstance(values, dict) or (root is not None and not isinstance(root, yaml.MappingNode)):
+        raise ArchlangError("a recipe must be a mapping of `field: value` lines", source=source,
+                            span=node_span(root) if root is not None else None)
+    spans = mapping_spans(root, source) if root is not None else {}
+    return Layer("yaml", {str(k): v for k, v in values.items()}, source, spans, filename)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_TEXT + 1)
+        if len(data) > MAX_TEXT:
+            raise ArchlangError(f"the recipe file is over {MAX_TEXT:,} bytes; a recipe is a page of "
+                                "fields", path=str(path))
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchlangError(f"cannot read recipe file: {shorten(str(exc), 200)}", path=str(path)) from None
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or "/" in name or Path(name).is_file()
+
+
+def load_recipe_layer(name_or_path: str) -> tuple[str, Layer]:
+    """Find a recipe by shipped name or file path and parse it."""
+    if _looks_like_path(name_or_path):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ArchlangError("recipe file not found", path=str(path),
+                                hint=f"shipped recipes: {', '.join(recipe_names())}")
+        return path.stem, _read_yaml_layer(_read_text(path), str(path))
+    path = RECIPE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        names = recipe_names()
+        hint = did_you_mean(name_or_path, names) or f"shipped recipes: {', '.join(names)}"
+        raise ArchlangError(f"unknown recipe '{shorten(name_or_path)}'", hint=hint)
+    return name_or_path, _read_yaml_layer(path.read_text(encoding="utf-8"), str(path))

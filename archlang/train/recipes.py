@@ -15,9 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -26,9 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from archlang.errors import ArchlangError, Source, Span, did_you_mean, shorten
 from archlang.train import recipe_spec, recipe_yaml
 from archlang.train.recipe_spec import default_recipe_name
-
-# Shipped recipes are package data, read through importlib.resources (they load from a wheel or a zip).
-RECIPE_DIR = resources.files("archlang") / "recipes"
+from archlang.train.recipe_yaml import RECIPE_DIR, Layer, load_recipe_layer, recipe_names  # noqa: F401 (public here)
 
 InitKind = Literal["default", "kaiming_normal", "kaiming_normal_fan_out", "xavier_uniform", "caffe_xavier", "torch7"]
 # An override of one named layer's init may also be a plain gaussian (Caffe's gaussian filler, `*_std`).
@@ -219,17 +215,6 @@ LATER_FIELDS: dict[str, Any] = {
 }
 
 
-@dataclass
-class Layer:
-    """One source of recipe fields, with where each field was written (for error messages)."""
-
-    kind: Literal["yaml", "train", "flags"]
-    values: dict[str, Any]
-    source: Source | None = None
-    spans: dict[str, Span] = field(default_factory=dict)
-    path: str | None = None
-
-
 @dataclass(frozen=True)
 class ResolvedRecipe:
     recipe: Recipe
@@ -242,55 +227,6 @@ class ResolvedRecipe:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.resolved_dict(), sort_keys=True).encode()).hexdigest()
-
-
-def recipe_names() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in RECIPE_DIR.iterdir() if p.name.endswith(".yaml"))
-
-
-def _read_yaml_layer(text: str, filename: str) -> Layer:
-    """Parse a recipe YAML safely (no Python tags, bounded), keeping the position of every key."""
-    source = Source(text, filename)
-    values, root = recipe_yaml.load(text, source)
-    if values is None:
-        values, root = {}, None
-    if not isinstance(values, dict) or (root is not None and not isinstance(root, yaml.MappingNode)):
-        raise ArchlangError("a recipe must be a mapping of `field: value` lines", source=source,
-                            span=recipe_yaml.node_span(root) if root is not None else None)
-    spans = recipe_yaml.mapping_spans(root, source) if root is not None else {}
-    return Layer("yaml", {str(k): v for k, v in values.items()}, source, spans, filename)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(recipe_yaml.MAX_TEXT + 1)
-        if len(data) > recipe_yaml.MAX_TEXT:
-            raise ArchlangError(f"the recipe file is over {recipe_yaml.MAX_TEXT:,} bytes; a recipe is a page of "
-                                "fields", path=str(path))
-        return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArchlangError(f"cannot read recipe file: {shorten(str(exc), 200)}", path=str(path)) from None
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.endswith((".yaml", ".yml")) or "/" in name or Path(name).is_file()
-
-
-def load_recipe_layer(name_or_path: str) -> tuple[str, Layer]:
-    """Find a recipe by shipped name or file path and parse it."""
-    if _looks_like_path(name_or_path):
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise ArchlangError("recipe file not found", path=str(path),
-                                hint=f"shipped recipes: {', '.join(recipe_names())}")
-        return path.stem, _read_yaml_layer(_read_text(path), str(path))
-    path = RECIPE_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        names = recipe_names()
-        hint = did_you_mean(name_or_path, names) or f"shipped recipes: {', '.join(names)}"
-        raise ArchlangError(f"unknown recipe '{shorten(name_or_path)}'", hint=hint)
-    return name_or_path, _read_yaml_layer(path.read_text(encoding="utf-8"), str(path))
 
 
 def _field_of(error: Mapping[str, Any]) -> str | None:
