@@ -185,6 +185,30 @@ def _follows_name(text: str, pos: int) -> bool:
     return bool(before) and (before[-1].isalnum() or before[-1] == "_")
 
 
+def _comma_hint(prev: str) -> str | None:
+    """A ',' where a value should be: what is missing, from the character before it."""
+    if prev == ",":
+        return "two commas in a row: a value is missing between them"
+    if prev == "=":
+        return "a value is missing after '='"
+    if prev in ("(", "[", "{"):
+        return "a value is missing before this ','"
+    return None
+
+
+def _equal_hint(text: str, prev: str, stack: list[tuple[str, int]]) -> str:
+    """An '=' the grammar did not expect: a doubled one, a definition without `let`, or a misplaced keyword."""
+    if prev == "=":
+        return "one '=' is enough: name=value"
+    if not stack:
+        return "definitions are written `let name = value`"
+    if stack[-1][0] != "(":
+        return "lists and sets hold plain values, not name=value pairs"
+    if not _follows_name(text, stack[-1][1]):
+        return f"the '(' at {_where(text, stack[-1][1])} is still open; close it with ')' first"
+    return "a keyword argument needs a plain name before '='"
+
+
 def _token_error(source: Source, err: UnexpectedToken) -> ArchlangError:
     text = source.text
     tok: Token = err.token
@@ -204,23 +228,9 @@ def _token_error(source: Source, err: UnexpectedToken) -> ArchlangError:
     elif kind in ("RPAR", "RSQB", "RBRACE"):
         hint = _closer_hint(text, start, value, stack) or hint
     elif kind == "COMMA":
-        if prev == ",":
-            hint = "two commas in a row: a value is missing between them"
-        elif prev == "=":
-            hint = "a value is missing after '='"
-        elif prev in ("(", "[", "{"):
-            hint = "a value is missing before this ','"
+        hint = _comma_hint(prev) or hint
     elif kind == "EQUAL":
-        if prev == "=":
-            hint = "one '=' is enough: name=value"
-        elif not stack:
-            hint = "definitions are written `let name = value`"
-        elif stack[-1][0] != "(":
-            hint = "lists and sets hold plain values, not name=value pairs"
-        elif not _follows_name(text, stack[-1][1]):
-            hint = f"the '(' at {_where(text, stack[-1][1])} is still open; close it with ')' first"
-        else:
-            hint = "a keyword argument needs a plain name before '='"
+        hint = _equal_hint(text, prev, stack)
     elif kind == "NAME" and re.search(r"(?<![A-Za-z_0-9])let\s*$", text[:start]):
         hint = "`let` definitions go on their own line, before the network"
     elif kind in _VALUE_STARTS and "COMMA" in expected:
