@@ -2,20 +2,36 @@
 
 The arithmetic is torch.optim's single-tensor SGD and NAdam (torch/optim/sgd.py, nadam.py: L2
 weight decay added to the gradient, SGD's first momentum buffer a copy of the gradient, NAdam's
-mu-product kept in float32), applied to ONE flat tensor holding every parameter of every copy:
-a handful of kernels per step instead of several per parameter. A hyperparameter the copies
-share is a Python scalar, as in torch; one they do not is a per-element vector (each copy's
-value repeated over its slice of every parameter), so copy g's update is its single run's.
+mu-product kept in float32), applied to ONE flat tensor holding every parameter of every copy.
+A hyperparameter the copies share is a Python scalar, as in torch; one they do not is a
+per-element vector (each copy's value repeated over its slice of every parameter), so copy g's
+update is its single run's.
+
+Two things make the step cheap at G = 8 (2.4M floats for the 100-layer gated net, measured
+single-threaded with torch.profiler): the gradients are views of one flat gradient buffer, so
+autograd accumulates into it in place and no torch.cat gathers them (8.8 ms of a ~150 ms step);
+and every update op runs chunk by chunk (CHUNK elements, all ops on one chunk before the next)
+so each op finds its operands in cache instead of making ~8 passes over 10 MB tensors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import nn
+
+# Elements per chunk: a multiple of 64, so each elementwise kernel splits a chunk into the same
+# vectorised body and scalar tail as the whole tensor (equal bits); ~5 chunk-sized operands fit in L2.
+CHUNK = 1 << 16
+
+Hyper = float | torch.Tensor  # a scalar shared by all copies, or a per-element vector
+
+
+def _part(value: Hyper, piece: slice) -> Hyper:
+    return value if isinstance(value, float) else value[piece]
 
 
 @dataclass(frozen=True)
@@ -56,17 +72,22 @@ class GroupedOptimizer:
         self.hypers = list(hypers)
         self.sizes = [p[0].numel() for _, p in self.named]
         self.flat = torch.cat([p.detach().reshape(-1) for _, p in self.named])
+        self.flat_grad = torch.zeros_like(self.flat)
+        # The module keeps its Parameters; their storage moves into `flat`, their gradients into `flat_grad`.
+        self._grad_views: list[torch.Tensor] = []
         offset = 0
-        for _, p in self.named:  # the module keeps its Parameters; their storage moves into `flat`
+        for _, p in self.named:
             p.data = self.flat[offset: offset + p.numel()].view_as(p)
+            self._grad_views.append(self.flat_grad[offset: offset + p.numel()].view_as(p))
             offset += p.numel()
+        self._attach_grads()
         self.lr_factor = torch.ones(self.copies, dtype=torch.float64)
         self.step_count = 0
         self.state: dict[str, torch.Tensor] = {}
         self._weight_decay = self._expand([[0.0 if n in h.no_decay else h.weight_decay for n, _ in self.named]
                                            for h in self.hypers])
 
-    def _expand(self, values: Sequence[Sequence[float]]) -> float | torch.Tensor:
+    def _expand(self, values: Sequence[Sequence[float]]) -> Hyper:
         """values[g][j] for copy g, parameter j: a scalar when all agree, else a per-element vector."""
         distinct = {v for row in values for v in row}
         if len(distinct) == 1:
@@ -74,8 +95,12 @@ class GroupedOptimizer:
         table = torch.tensor(values, dtype=torch.float64).to(self.flat.device, self.flat.dtype)
         return torch.cat([table[:, j, None].expand(-1, n).reshape(-1) for j, n in enumerate(self.sizes)])
 
-    def _per_copy(self, values: Sequence[float]) -> float | torch.Tensor:
+    def _per_copy(self, values: Sequence[float]) -> Hyper:
         return self._expand([[v] * len(self.sizes) for v in values])
+
+    def _chunks(self) -> Iterator[slice]:
+        for start in range(0, self.flat.numel(), CHUNK):
+            yield slice(start, start + CHUNK)
 
     @property
     def lr(self) -> list[float]:
@@ -86,40 +111,73 @@ class GroupedOptimizer:
         values = [float(factors)] * self.copies if isinstance(factors, (int, float)) else list(factors)
         self.lr_factor = torch.tensor(values, dtype=torch.float64)
 
-    def zero_grad(self) -> None:
-        for _, p in self.named:
-            p.grad = None
+    def _attach_grads(self) -> None:
+        for (_, p), view in zip(self.named, self._grad_views):
+            p.grad = view
 
-    def _gradient(self) -> torch.Tensor:
-        grad = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype)
-                          for _, p in self.named])
-        wd = self._weight_decay
+    def zero_grad(self) -> None:
+        """Zero the flat gradient (one fill); backward then accumulates into it in place."""
+        self.flat_grad.zero_()
+        self._attach_grads()
+
+    def _gather_stray_grads(self) -> None:
+        """A gradient someone replaced (or set to None) goes back into the flat buffer."""
+        for (_, p), view in zip(self.named, self._grad_views):
+            grad = p.grad
+            if grad is None:
+                view.zero_()
+            elif grad.data_ptr() != view.data_ptr():
+                view.copy_(grad)
+            else:
+                continue
+            p.grad = view
+
+    def _decayed(self, piece: slice, out: torch.Tensor) -> torch.Tensor:
+        """This chunk's gradient with L2 weight decay added (as torch: grad + wd * param)."""
+        grad, wd = self.flat_grad[piece], _part(self._weight_decay, piece)
         if isinstance(wd, float):
-            return grad.add(self.flat, alpha=wd) if wd != 0 else grad
-        return grad.addcmul_(self.flat, wd)
+            return torch.add(grad, self.flat[piece], alpha=wd, out=out[: grad.numel()]) if wd != 0 else grad
+        return torch.addcmul(grad, self.flat[piece], wd, out=out[: grad.numel()])
 
     @torch.no_grad()
     def step(self) -> None:
-        grad = self._gradient()
+        self._gather_stray_grads()
         self.step_count += 1
         if self.kind == "sgd":
-            self._sgd(grad)
+            self._sgd()
         else:
-            self._nadam(grad)
+            self._nadam()
 
-    def _sgd(self, grad: torch.Tensor) -> None:
-        if any(h.momentum != 0 for h in self.hypers):
-            grad = self._momentum(grad)
-        self._apply(grad, self._per_copy(self.lr))
+    def _sgd(self) -> None:
+        momentum = any(h.momentum != 0 for h in self.hypers)
+        hyper = {"lr": self._per_copy(self.lr)}
+        if momentum:
+            first = "momentum_buffer" not in self.state
+            if first:
+                self.state["momentum_buffer"] = torch.empty_like(self.flat)
+            hyper.update(momentum=self._per_copy([h.momentum for h in self.hypers]),
+                         damp=self._per_copy([1 - h.dampening if h.momentum != 0 else 1.0 for h in self.hypers]))
+            nesterov = {h.nesterov for h in self.hypers}
+            if nesterov == {True, False}:
+                hyper["mask"] = self._per_copy([1.0 if h.nesterov else 0.0 for h in self.hypers])
+        scratch = torch.empty(min(CHUNK, self.flat.numel()), dtype=self.flat.dtype, device=self.flat.device)
+        for piece in self._chunks():
+            grad = self._decayed(piece, scratch)
+            if momentum:
+                grad = self._momentum(piece, grad, first, {k: _part(v, piece) for k, v in hyper.items()})
+            lr = _part(hyper["lr"], piece)
+            if isinstance(lr, float):
+                self.flat[piece].add_(grad, alpha=-lr)
+            else:
+                self.flat[piece].addcmul_(grad, lr, value=-1)
 
-    def _momentum(self, grad: torch.Tensor) -> torch.Tensor:
-        momentum = self._per_copy([h.momentum for h in self.hypers])
-        buf = self.state.get("momentum_buffer")
-        if buf is None:
-            buf = self.state["momentum_buffer"] = grad.clone()
+    def _momentum(self, piece: slice, grad: torch.Tensor, first: bool, hyper: dict[str, Hyper]) -> torch.Tensor:
+        buf = self.state["momentum_buffer"][piece]
+        momentum, damp = hyper["momentum"], hyper["damp"]
+        if first:
+            buf.copy_(grad)
         else:
             # A copy without momentum gets buf = grad, the gradient torch would use for it.
-            damp = self._per_copy([1 - h.dampening if h.momentum != 0 else 1.0 for h in self.hypers])
             buf.mul_(momentum)
             buf.add_(grad, alpha=damp) if isinstance(damp, float) else buf.addcmul_(grad, damp)
         nesterov = {h.nesterov for h in self.hypers}
@@ -128,42 +186,56 @@ class GroupedOptimizer:
         ahead = grad.add(buf, alpha=momentum) if isinstance(momentum, float) else grad.addcmul(buf, momentum)
         if nesterov == {True}:
             return ahead
-        mask = self._per_copy([1.0 if h.nesterov else 0.0 for h in self.hypers])
-        return torch.where(mask != 0, ahead, buf)  # type: ignore[operator]
+        return torch.where(hyper["mask"] != 0, ahead, buf)  # type: ignore[operator]
 
-    def _nadam(self, grad: torch.Tensor) -> None:
+    def _nadam(self) -> None:
         if "exp_avg" not in self.state:
             self.state["exp_avg"] = torch.zeros_like(self.flat)
             self.state["exp_avg_sq"] = torch.zeros_like(self.flat)
             # float32 as torch's: the product is rounded to float32 after every step
             self.state["mu_product"] = torch.ones(self.copies, dtype=torch.float32, device=self.flat.device)
-        step, state = self.step_count, self.state
+        hyper = self._nadam_hypers()
+        scratch = torch.empty(2, min(CHUNK, self.flat.numel()), dtype=self.flat.dtype, device=self.flat.device)
+        for piece in self._chunks():
+            self._nadam_chunk(piece, {k: _part(v, piece) for k, v in hyper.items()}, scratch)
+
+    def _nadam_hypers(self) -> dict[str, Hyper]:
+        """This step's per-copy NAdam factors, torch's formulas (mu-product updated here)."""
+        step = self.step_count
         beta1 = [h.betas[0] for h in self.hypers]
         beta2 = [h.betas[1] for h in self.hypers]
         mu = [b * (1.0 - 0.5 * 0.96 ** (step * h.momentum_decay)) for b, h in zip(beta1, self.hypers)]
         mu_next = [b * (1.0 - 0.5 * 0.96 ** ((step + 1) * h.momentum_decay)) for b, h in zip(beta1, self.hypers)]
-        state["mu_product"].mul_(torch.tensor(mu, dtype=torch.float32, device=self.flat.device))
-        product = state["mu_product"].tolist()
-        state["exp_avg"].lerp_(grad, self._per_copy([1 - b for b in beta1]))
-        one_minus_b2 = self._per_copy([1 - b for b in beta2])
-        state["exp_avg_sq"].mul_(self._per_copy(beta2))
-        if isinstance(one_minus_b2, float):
-            state["exp_avg_sq"].addcmul_(grad, grad, value=one_minus_b2)
-        else:
-            state["exp_avg_sq"].addcmul_(grad * grad, one_minus_b2)
-        denom = state["exp_avg_sq"].div(self._per_copy([1 - b**step for b in beta2])).sqrt()
-        denom.add_(self._per_copy([h.eps for h in self.hypers]))
+        self.state["mu_product"].mul_(torch.tensor(mu, dtype=torch.float32, device=self.flat.device))
+        product = self.state["mu_product"].tolist()
         lr = self.lr
-        self._apply_ratio(grad, denom, [-r * (1.0 - m) / (1.0 - p) for r, m, p in zip(lr, mu, product)])
-        self._apply_ratio(state["exp_avg"], denom,
-                          [(-r * n) / (1.0 - p * n) for r, n, p in zip(lr, mu_next, product)])
+        return {"one_minus_b1": self._per_copy([1 - b for b in beta1]), "beta2": self._per_copy(beta2),
+                "one_minus_b2": self._per_copy([1 - b for b in beta2]),
+                "correction2": self._per_copy([1 - b**step for b in beta2]),
+                "eps": self._per_copy([h.eps for h in self.hypers]),
+                "grad_step": self._per_copy([-r * (1.0 - m) / (1.0 - p) for r, m, p in zip(lr, mu, product)]),
+                "avg_step": self._per_copy([(-r * n) / (1.0 - p * n) for r, n, p in zip(lr, mu_next, product)])}
 
-    def _apply_ratio(self, numerator: torch.Tensor, denom: torch.Tensor, values: list[float]) -> None:
-        value = self._per_copy(values)
-        if isinstance(value, float):
-            self.flat.addcdiv_(numerator, denom, value=value)
+    def _nadam_chunk(self, piece: slice, hyper: dict[str, Hyper], scratch: torch.Tensor) -> None:
+        grad = self._decayed(piece, scratch[0])
+        exp_avg, exp_avg_sq = self.state["exp_avg"][piece], self.state["exp_avg_sq"][piece]
+        exp_avg.lerp_(grad, hyper["one_minus_b1"])
+        exp_avg_sq.mul_(hyper["beta2"])
+        one_minus_b2 = hyper["one_minus_b2"]
+        if isinstance(one_minus_b2, float):
+            exp_avg_sq.addcmul_(grad, grad, value=one_minus_b2)
         else:
-            self.flat.addcmul_(numerator / denom, value)
+            exp_avg_sq.addcmul_(grad * grad, one_minus_b2)
+        denom = torch.div(exp_avg_sq, hyper["correction2"], out=scratch[1, : grad.numel()]).sqrt_()
+        denom.add_(hyper["eps"])
+        self._add_ratio(piece, grad, denom, hyper["grad_step"])
+        self._add_ratio(piece, exp_avg, denom, hyper["avg_step"])
+
+    def _add_ratio(self, piece: slice, numerator: torch.Tensor, denom: torch.Tensor, value: Hyper) -> None:
+        if isinstance(value, float):
+            self.flat[piece].addcdiv_(numerator, denom, value=value)
+        else:
+            self.flat[piece].addcmul_(numerator / denom, value)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors only (safetensors-ready); the hyperparameters come from the recipes."""
@@ -175,9 +247,3 @@ class GroupedOptimizer:
         self.lr_factor = state["lr_factor"].to(torch.float64).clone()
         self.state = {name: t.to(self.flat.device).clone() for name, t in state.items()
                       if name not in ("step", "lr_factor")}
-
-    def _apply(self, update: torch.Tensor, lr: float | torch.Tensor) -> None:
-        if isinstance(lr, float):
-            self.flat.add_(update, alpha=-lr)
-        else:
-            self.flat.addcmul_(update, lr, value=-1)
