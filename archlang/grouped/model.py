@@ -74,9 +74,11 @@ def _convert_residual(singles: list[Residual], copies: int) -> Residual:
 
     first = singles[0]
     gate = _gate([m.gate for m in singles], first.body) if first.gate is not None else None
-    # The single Residual computes post(g*body(pre(x)) + shortcut) on any layout once g broadcasts.
-    return Residual(convert([m.body for m in singles], copies), part("shortcut"), part("pre"), part("post"),
-                    gate)  # type: ignore[arg-type]
+    body = convert([m.body for m in singles], copies)
+    # The single Residual computes post(g*body(pre(x)) + shortcut) on any layout once g broadcasts;
+    # where the body ends in batch norm, g goes into its affine parameters instead (GFoldedResidual).
+    kind = G.GFoldedResidual if gate is not None and G.fold_gate(body, gate) else Residual
+    return kind(body, part("shortcut"), part("pre"), part("post"), gate)  # type: ignore[arg-type]
 
 
 def _convert_gated_layer(singles: list[GatedLayer], copies: int) -> GatedLayer:
