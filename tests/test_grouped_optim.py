@@ -18,10 +18,12 @@ HYPERS = {
 }
 
 
-def _train(kind: str, steps: int = 3) -> GroupedModel:
+def _train(kind: str, steps: int = 3, hypers: list[CopyHyper] | None = None, fused: bool = True) -> GroupedModel:
     compiled = archlang.compile_spec(SPEC)
     model = GroupedModel.from_ir(compiled.network, [0, 1, 2])
-    optimizer = grouped_optimizer(model, HYPERS[kind])
+    optimizer = grouped_optimizer(model, hypers or HYPERS[kind])
+    if not fused:
+        optimizer._decay_runs = None  # what copies with differing decay get: the chunked path
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
         x = torch.randn(3, 8, *compiled.input_shape, generator=g)
@@ -41,6 +43,19 @@ def test_chunked_update_is_bit_identical_to_one_pass(kind, monkeypatch):
     chunked = _train(kind).state_dict()
     for name, value in whole.items():
         assert torch.equal(chunked[name], value), name
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_shared_sgd_settings_take_torchs_fused_kernel(momentum):
+    """Copies with one SGD setting (decay exempting the biases: several decay runs) step with
+    torch's fused kernel (the single runs' own); the per-copy chunked path agrees to rounding."""
+    exempt = frozenset(n for n, _ in archlang.compile_spec(SPEC).build().named_parameters() if n.endswith("bias"))
+    hypers = [CopyHyper("sgd", lr=0.1, momentum=momentum, nesterov=momentum > 0, weight_decay=1e-3,
+                        no_decay=exempt)] * 3
+    fused = _train("sgd", hypers=hypers).state_dict()
+    chunked = _train("sgd", hypers=hypers, fused=False).state_dict()
+    for name, value in fused.items():
+        torch.testing.assert_close(chunked[name], value, atol=1e-6, rtol=0, msg=name)
 
 
 def test_gradients_accumulate_into_the_flat_buffer_and_stray_ones_are_taken_back():
