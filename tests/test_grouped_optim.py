@@ -88,3 +88,26 @@ def test_a_gate_before_batch_norm_is_folded_and_keeps_its_name():
     assert folded and all(isinstance(m.body[-2], GBatchNorm) and m.body[-2]._scaled_by == (m.gate,) for m in folded)
     single = compiled.build().state_dict()
     assert model.state_dict().keys() == single.keys()
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_feature_batch_norm_matches_torchs_per_copy(momentum):
+    """Training-mode GBatchNorm on features (computed as a group norm) against each copy's own
+    nn.BatchNorm1d: outputs, input gradients and running statistics (momentum None: cumulative)."""
+    singles = [torch.nn.BatchNorm1d(5, momentum=momentum) for _ in range(3)]
+    grouped = GBatchNorm(singles)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x = (torch.randn(3, 6, 5, generator=g) * 3 + 1).requires_grad_()
+        weights = torch.randn(3, 6, 5, generator=g)  # d(loss)/dy: a plain sum would give input gradient 0
+        y = grouped(x.transpose(1, 2).contiguous())
+        (y * weights.transpose(1, 2)).sum().backward()
+        for i, bn in enumerate(singles):
+            xi = x.detach()[i].clone().requires_grad_()
+            out = bn(xi)
+            (out * weights[i]).sum().backward()
+            torch.testing.assert_close(y[i].detach().t(), out.detach(), atol=1e-5, rtol=0)
+            torch.testing.assert_close(x.grad[i], xi.grad, atol=1e-5, rtol=0)
+    for i, bn in enumerate(singles):
+        torch.testing.assert_close(grouped.running_mean[i], bn.running_mean, atol=1e-6, rtol=0)
+        torch.testing.assert_close(grouped.running_var[i], bn.running_var, atol=1e-5, rtol=0)
