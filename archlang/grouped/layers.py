@@ -75,6 +75,9 @@ class GBatchNorm(nn.Module):
         self.register_buffer("running_var", _stacked([m.running_var for m in singles]).clone())
         self.register_buffer("num_batches_tracked", _stacked([m.num_batches_tracked for m in singles]).clone())
         self._scaled_by: tuple[GGate, ...] = ()  # a tuple: the gate stays registered only where it lives
+        # Set by GroupedModel: this forward's moments wait in `_pending` for update_running_stats.
+        self.defer_stats = False
+        self._pending: tuple[torch.Tensor, torch.Tensor, float, int] | None = None
 
     def scale_by(self, gate: GGate) -> None:
         """Multiply the output by the gate's g per copy, folded into the affine parameters (see GFoldedResidual)."""
@@ -108,12 +111,34 @@ class GBatchNorm(nn.Module):
         channels, batch = x.shape[0] * x.shape[1], x.shape[2]
         y, mean, rstd = torch.native_group_norm(x.reshape(1, channels, batch), weight, bias, 1, channels, batch,
                                                 channels, self.eps)
-        with torch.no_grad():
-            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked.view(-1)[0])
-            var = rstd.view(-1).reciprocal().square_().sub_(self.eps)  # biased variance: rstd = (var + eps)^-1/2
-            self.running_mean.view(-1).mul_(1 - factor).add_(mean.view(-1), alpha=factor)
-            self.running_var.view(-1).mul_(1 - factor).add_(var, alpha=factor * batch / (batch - 1))
+        factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked.view(-1)[0])
+        self._pending = (mean.detach(), rstd.detach(), factor, batch)
+        if not self.defer_stats:
+            update_running_stats([self])
         return y
+
+
+@torch.no_grad()
+def update_running_stats(norms: list[GBatchNorm]) -> None:
+    """Fold the pending moments of feature batch norms into their running statistics, as torch's
+    batch norm does (mean and unbiased variance, exponential average by the momentum).
+
+    A handful of foreach kernels for all layers at once: ten small ops per layer cost the
+    100-layer gated MLP about 100 us each, as much as group norm saved over native batch_norm.
+    """
+    groups: dict[tuple[float, int], list[GBatchNorm]] = {}
+    for norm in norms:
+        if norm._pending is not None:
+            groups.setdefault(norm._pending[2:], []).append(norm)  # type: ignore[arg-type]
+    for (factor, batch), members in groups.items():
+        means = [m._pending[0] for m in members]  # type: ignore[index]
+        variances = torch._foreach_pow([m._pending[1] for m in members], -2)  # type: ignore[index]
+        torch._foreach_sub_(variances, [m.eps for m in members])  # biased variance: rstd = (var + eps)^-1/2
+        torch._foreach_mul_(variances, batch / (batch - 1))
+        torch._foreach_lerp_([m.running_mean.view(1, -1) for m in members], means, factor)
+        torch._foreach_lerp_([m.running_var.view(1, -1) for m in members], variances, factor)
+        for m in members:
+            m._pending = None
 
 
 class GFlatten(nn.Module):

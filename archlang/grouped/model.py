@@ -123,6 +123,9 @@ class GroupedModel(nn.Sequential):
         super().__init__(*convert(singles, len(singles)))
         self.copies = len(singles)
         self.input_shape = tuple(input_shape)
+        self._norms = [m for m in self.modules() if isinstance(m, G.GBatchNorm)]
+        for norm in self._norms:  # their running statistics are updated together after each forward
+            norm.defer_stats = True
 
     @classmethod
     def from_ir(cls, network: core.Seq | Sequence[core.Seq], seeds: Sequence[int], init: InitHook | None = None,
@@ -160,7 +163,10 @@ class GroupedModel(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(G, B, *input) -> (G, B, *output)."""
-        y = super().forward(self._to_internal(x))
+        try:
+            y = super().forward(self._to_internal(x))
+        finally:
+            G.update_running_stats(self._norms)
         if G.is_features(y):
             return y.transpose(1, 2)
         return y.view(y.shape[0], self.copies, -1, *y.shape[2:]).transpose(0, 1)
