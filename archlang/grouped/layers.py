@@ -91,12 +91,11 @@ class GBatchNorm(nn.Module):
             g = self._scaled_by[0].values().unsqueeze(1)
             weight, bias = weight * g, bias * g
         if self.training and is_features(x) and x.shape[2] > 1:
-            y = self._train_features(x, weight.reshape(-1), bias.reshape(-1))
-        else:
-            flat = x.view(1, -1, x.shape[2]) if is_features(x) else x
-            # The (G*C,) views share the buffers' storage, so batch_norm's in-place update lands in them.
-            y = F.batch_norm(flat, self.running_mean.view(-1), self.running_var.view(-1), weight.reshape(-1),
-                             bias.reshape(-1), self.training, self.momentum, self.eps)
+            return self._train_features(x, weight.reshape(-1), bias.reshape(-1))
+        flat = x.view(1, -1, x.shape[2]) if is_features(x) else x
+        # The (G*C,) views share the buffers' storage, so batch_norm's in-place update lands in them.
+        y = F.batch_norm(flat, self.running_mean.view(-1), self.running_var.view(-1), weight.reshape(-1),
+                         bias.reshape(-1), self.training, self.momentum, self.eps)
         return y.view_as(x)
 
     def _train_features(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -109,8 +108,8 @@ class GBatchNorm(nn.Module):
         Running statistics are updated as torch's are, from the same moments.
         """
         channels, batch = x.shape[0] * x.shape[1], x.shape[2]
-        y, mean, rstd = torch.native_group_norm(x.reshape(1, channels, batch), weight, bias, 1, channels, batch,
-                                                channels, self.eps)
+        # (G, F, B) taken as N=1, C=G*F, HxW=B (the sizes are explicit): no view in or out to backpropagate
+        y, mean, rstd = torch.native_group_norm(x.contiguous(), weight, bias, 1, channels, batch, channels, self.eps)
         factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked.view(-1)[0])
         self._pending = (mean.detach(), rstd.detach(), factor, batch)
         if not self.defer_stats:
