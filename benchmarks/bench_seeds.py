@@ -8,6 +8,7 @@ Each repeat times a few steps of each side, alternating which goes first; median
     python benchmarks/bench_seeds.py                   # the three acceptance figures, 1 and 2 threads
     python benchmarks/bench_seeds.py --threads 1 --repeats 9
     python benchmarks/bench_seeds.py --smoke           # seconds: tiny nets, checks it runs
+    python benchmarks/bench_seeds.py --nets gated-fc-d50 gated-fc-d100 --copies 4 5   # the reproductions' G
 
 Figures: FC nets, G = 8 grouped step / one single step (goal <= 2.0, aim 1.5);
 wrn(depth=16, k=1), G = 4 grouped step / 4 single steps.
@@ -36,11 +37,13 @@ from archlang.train.recipes import build_recipe
 # name -> (spec, recipe, copies, batch, single steps the grouped step is compared with)
 CASES = {
     "gated-fc-d100": ("mlp(depth=100, width=50, block=gated(residual))", "gated-mnist", 8, 128, 1),
+    "gated-fc-d50": ("mlp(depth=50, width=50, block=gated(residual))", "gated-mnist", 8, 128, 1),
     "highway-fc-50": ("mlp(depth=49, width=50, block=highway, bn=false)", "highway-mnist", 8, 100, 1),
     "wrn-16-1": ("wrn(depth=16, k=1)", "wrn-cifar", 4, 128, 4),
 }
 SMOKE = {
     "gated-fc-d100": ("mlp(depth=4, width=16, block=gated(residual))", "gated-mnist", 8, 16, 1),
+    "gated-fc-d50": ("mlp(depth=3, width=16, block=gated(residual))", "gated-mnist", 8, 16, 1),
     "highway-fc-50": ("mlp(depth=3, width=16, block=highway, bn=false)", "highway-mnist", 8, 16, 1),
     "wrn-16-1": ("wrn(depth=10, k=1, input=[3, 8, 8])", "wrn-cifar", 4, 8, 4),
 }
@@ -113,9 +116,19 @@ def bench(name: str, case: tuple, args: argparse.Namespace) -> float:
     return ratio
 
 
+def _with_copies(case: tuple, copies: list[int] | None) -> list[tuple]:
+    if not copies:
+        return [case]
+    spec, recipe, _, batch, singles = case
+    return [(spec, recipe, g, batch, g if singles > 1 else 1) for g in copies]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nets", nargs="+", choices=sorted(CASES), default=list(CASES))
+    p.add_argument("--nets", nargs="+", choices=sorted(CASES), default=["gated-fc-d100", "highway-fc-50", "wrn-16-1"])
+    p.add_argument("--copies", type=int, nargs="+", metavar="G",
+                   help="grouped copies, one figure each (default: each net's own, 8 or 4); an FC net is "
+                        "compared with 1 single step, wrn with G")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU threads, one figure each")
     p.add_argument("--steps", type=int, default=3, help="training steps per timed repeat")
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median is reported)")
@@ -132,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name in args.nets:
-            bench(name, cases[name], args)
+            for case in _with_copies(cases[name], args.copies):
+                bench(name, case, args)
     return 0
 
 

@@ -5,7 +5,8 @@ layer's name, so copy i's state_dict is `{name: tensor[i]}` (state.py). Two acti
 told apart by rank, keep every op free of copies:
 
 - features, 3-D (G, F, B): a linear layer is one batched matmul W (G, O, I) @ x (G, I, B), and
-  batch norm sees (1, G*F, B), i.e. G*F channels each normalised over its copy's batch;
+  batch norm sees (1, G*F, B), i.e. G*F channels each normalised over its copy's batch (in
+  training computed as a group norm, one channel per group: see GBatchNorm._train_features);
 - images, 4-D (B, G*C, H, W): a conv is a grouped conv (groups=G), batch norm and pooling act on
   G*C channels, which is exactly each copy's C channels side by side.
 """
