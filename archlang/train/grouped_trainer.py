@@ -35,7 +35,7 @@ from archlang.train.options import TrainOptions, configure_backends, tune_alloca
 from archlang.train.plan import RunPlan, load_data
 from archlang.train.recipes import Recipe
 from archlang.train.signals import SignalWatch, TrainingInterrupted
-from archlang.train.trainer import run_info, run_summary
+from archlang.train.trainer import run_info, run_summary, save_or_stop
 
 
 def no_decay_names(single: nn.Module, recipe: Recipe) -> frozenset[str]:
@@ -135,12 +135,8 @@ class GroupedTrainer:
             self.optimizer.step()
             if not read or last:
                 continue
-            stop = self.stop_rule()
-            if stop or time.monotonic() - self.last_save >= self.opts.checkpoint_every_s:
-                self.meter_seconds = time.monotonic() - self.t0
-                self.checkpoint(epoch, step + 1)
-            if stop:
-                self.stopped_at = (epoch, step + 1)
+            save_due = time.monotonic() - self.last_save >= self.opts.checkpoint_every_s
+            if stop := save_or_stop(self, epoch, step + 1, self.stop_rule(), save_due):
                 return stop
         return None
 

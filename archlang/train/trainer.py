@@ -45,6 +45,16 @@ def _ddp_loss(loss: torch.Tensor, local_n: int, global_n: int, ctx: ddp.DistCont
     return loss * (local_n * ctx.world_size / global_n)
 
 
+def save_or_stop(trainer: Any, epoch: int, steps_done: int, stop: str | None, save_due: bool) -> str | None:
+    """At a read-back: checkpoint when due or stopping, and mark where a stopped run ends (both trainers)."""
+    if stop or save_due:
+        trainer.meter_seconds = time.monotonic() - trainer.t0
+        trainer.checkpoint(epoch, steps_done)
+    if stop:
+        trainer.stopped_at = (epoch, steps_done)
+    return stop
+
+
 class Trainer:
     def __init__(self, compiled: Compiled, plan: RunPlan, ctx: ddp.DistContext, opts: TrainOptions) -> None:
         self.compiled, self.plan, self.ctx, self.opts = compiled, plan, ctx, opts
@@ -126,12 +136,7 @@ class Trainer:
             if not read or last:
                 continue
             time_up, save_due, signaled = flags
-            stop = self.stop_rule([time_up, signaled])
-            if stop or save_due:
-                self.meter_seconds = time.monotonic() - self.t0
-                self.checkpoint(epoch, step + 1)
-            if stop:
-                self.stopped_at = (epoch, step + 1)
+            if stop := save_or_stop(self, epoch, step + 1, self.stop_rule([time_up, signaled]), save_due):
                 return stop
         return None
 
