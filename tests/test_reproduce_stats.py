@@ -66,14 +66,15 @@ def test_mean_std_interval_and_paired(repro) -> None:
     assert st.paired({0: 1.0}, {0: 2.0})["sign"] == "inconclusive"  # one seed: no interval
 
 
-def _fake_run(path: Path, seed: int, errors: list[float], mean_k: float | None, seconds: float = 2.0,
-              finished: bool = True) -> None:
+def _fake_run(path: Path, seed: int, errors: list[float], mean_k: float | None,
+              seconds: float | list[float] = 2.0, finished: bool = True) -> None:
     """A run folder with metrics per epoch (test error `errors`) and, when finished, its summary."""
     run = RunFolder.create(path)
     ident = RunIdentity("mlp()", "mlp()", f"seed: {seed}\n", {"seed": seed, "epochs": len(errors)}, "0" * 64, None)
     run.write_identity(ident, {"dataset": "mnist"})
+    per_epoch = seconds if isinstance(seconds, list) else [seconds] * len(errors)
     rows = [MetricsRow(epoch=i + 1, train_loss=1.0 / (i + 1) + seed * 0.01, train_error=1.0, test_error=e, lr=0.002,
-                       seconds=seconds) for i, e in enumerate(errors)]
+                       seconds=s) for i, (e, s) in enumerate(zip(errors, per_epoch, strict=True))]
     run.rewrite_metrics(rows)
     if finished:
         run.write_summary(Summary(status="finished", epochs_done=len(errors), epochs=len(errors),
@@ -126,6 +127,18 @@ def test_projection_schedules_measured_and_estimated_jobs(repro) -> None:
     # in order to the first free worker: gated single 4 s | gated group 6 s; residual single 4 -> 8 s; residual
     # group (estimated 6 s) -> 6 + 6 = 12 s
     assert p["median_epochs_s"] == 12.0 and p["remaining_s"] == 6.0
+
+
+def test_projection_ratio_is_of_fastest_epochs(repro) -> None:
+    """Epochs slowed by work beside them must not inflate the group/single ratio (it was 4.1-4.6x, not 2.0x)."""
+    _fake_run(repro.runs / "gated-mnist/gated-d10", 0, [2.0, 2.0, 2.0], 1.0, seconds=[2.0, 2.0, 2.5])
+    for seed in (1, 2):  # the group's first epoch ran alone, the others beside another training
+        _fake_run(repro.runs / f"gated-mnist/gated-d10-seed{seed}", seed, [2.0] * 3, 1.0, seconds=[3.0, 9.0, 9.0])
+    _fake_run(repro.runs / "gated-mnist/residual-d10", 0, [2.0, 2.0, 2.0], None, seconds=[2.0, 4.0, 4.0])
+    p = repro.gated.projected_wall_s(repro.gated.jobs(depths=(10,), kinds=("gated", "residual")), parallel=1)
+    assert p["group_ratio"] == 1.5 and p["estimated_jobs"] == 1
+    # fastest: gated single 3 x 2 + group 3 x 3 + residual single 3 x 2 + its group 1.5 x 3 x 2 = 30 s
+    assert p["fastest_epochs_s"] == 30.0
 
 
 def test_figure_4_bands(repro, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from archlang.runs import rng as run_rng
 from archlang.runs.checkpoint import estimate_checkpoint_bytes, latest_good_grouped, write_grouped
 from archlang.runs.state import to_host
 from archlang.train import ddp, model_tools, plots, sources
+from archlang.train.epochs import run_epochs, save_or_stop, stop_status
 from archlang.train.evaluate import evaluate_grouped
 from archlang.train.grouping import check_shared
 from archlang.train.meter import Meter
@@ -35,7 +36,7 @@ from archlang.train.options import TrainOptions, configure_backends, tune_alloca
 from archlang.train.plan import RunPlan, load_data
 from archlang.train.recipes import Recipe
 from archlang.train.signals import SignalWatch, TrainingInterrupted
-from archlang.train.trainer import run_info, run_summary, save_or_stop
+from archlang.train.trainer import run_info, run_summary
 
 
 def no_decay_names(single: nn.Module, recipe: Recipe) -> frozenset[str]:
@@ -99,17 +100,7 @@ class GroupedTrainer:
         return [plan.folder for plan in self.plans]
 
     def fit(self) -> str:
-        for epoch in range(self.start_epoch, self.recipe.epochs):
-            stop = self.run_epoch(epoch)
-            if stop:
-                return stop
-            self.end_epoch(epoch)
-            self.checkpoint(epoch + 1, 0)
-            stop = self.stop_rule()
-            if stop and epoch + 1 < self.recipe.epochs:
-                self.stopped_at = (epoch + 1, 0)
-                return stop
-        return "finished"
+        return run_epochs(self)
 
     def run_epoch(self, epoch: int) -> str | None:
         start, self.start_step = self.start_step, 0
@@ -136,7 +127,7 @@ class GroupedTrainer:
             if not read or last:
                 continue
             save_due = time.monotonic() - self.last_save >= self.opts.checkpoint_every_s
-            if stop := save_or_stop(self, epoch, step + 1, self.stop_rule(), save_due):
+            if stop := save_or_stop(self, epoch, step + 1, stop_status(self, *self.stop_flags()), save_due):
                 return stop
         return None
 
@@ -274,14 +265,14 @@ class GroupedTrainer:
                                 f"{gone[0].diverged}); the others are {status}", path=str(self.leader.path),
                                 hint="each run folder's summary.json says how it ended")
 
-    def stop_rule(self) -> str | None:
-        if self.signals.received is not None:
-            return "interrupted"
-        out_of_time = (self.opts.time_limit_s is not None
-                       and time.monotonic() - self.call_start >= self.opts.time_limit_s)
-        if out_of_time or (self.opts.max_steps is not None and self.steps_this_call >= self.opts.max_steps):
-            return "stopped"
-        return None
+    @property
+    def epochs(self) -> int:
+        return self.recipe.epochs
+
+    def stop_flags(self) -> tuple[bool, bool]:
+        """(time up, signaled): one process, nothing to agree."""
+        time_up = self.opts.time_limit_s is not None and time.monotonic() - self.call_start >= self.opts.time_limit_s
+        return time_up, self.signals.received is not None
 
 
 def _check_recipes(recipes: list[Recipe], names: list[str]) -> None:

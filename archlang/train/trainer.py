@@ -25,6 +25,7 @@ from archlang.runs.checkpoint import checkpoint_name, estimate_checkpoint_bytes,
 from archlang.runs.state import host_tensors
 from archlang.train import ddp, model_tools, plots, sources
 from archlang.train.checkpointing import CheckpointWriter, load_into
+from archlang.train.epochs import run_epochs, save_or_stop, stop_status
 from archlang.train.evaluate import EvalResult, evaluate
 from archlang.train.logs import TrainLog, header_lines, stop_reason
 from archlang.train.meter import Meter
@@ -43,16 +44,6 @@ def _ddp_loss(loss: torch.Tensor, local_n: int, global_n: int, ctx: ddp.DistCont
     if not ctx.enabled or local_n * ctx.world_size == global_n:
         return loss
     return loss * (local_n * ctx.world_size / global_n)
-
-
-def save_or_stop(trainer: Any, epoch: int, steps_done: int, stop: str | None, save_due: bool) -> str | None:
-    """At a read-back: checkpoint when due or stopping, and mark where a stopped run ends (both trainers)."""
-    if stop or save_due:
-        trainer.meter_seconds = time.monotonic() - trainer.t0
-        trainer.checkpoint(epoch, steps_done)
-    if stop:
-        trainer.stopped_at = (epoch, steps_done)
-    return stop
 
 
 class Trainer:
@@ -95,17 +86,7 @@ class Trainer:
         """Epochs from the resume point on; returns how training ended."""
         self.bar = ProgressBar(self.opts.progress and self.ctx.is_main and _stderr_is_tty())
         try:
-            for epoch in range(self.start_epoch, self.recipe.epochs):
-                stopped = self.run_epoch(epoch)
-                if stopped:
-                    return stopped
-                self.end_epoch(epoch)
-                self.checkpoint(epoch + 1, 0)
-                stop = self.stop_rule(self.agreed_flags([self.out_of_time(), self.signaled()]))
-                if stop and epoch + 1 < self.recipe.epochs:
-                    self.stopped_at = (epoch + 1, 0)
-                    return stop
-            return "finished"
+            return run_epochs(self)
         finally:
             self.bar.close()
 
@@ -136,7 +117,7 @@ class Trainer:
             if not read or last:
                 continue
             time_up, save_due, signaled = flags
-            if stop := save_or_stop(self, epoch, step + 1, self.stop_rule([time_up, signaled]), save_due):
+            if stop := save_or_stop(self, epoch, step + 1, stop_status(self, time_up, signaled), save_due):
                 return stop
         return None
 
@@ -296,14 +277,14 @@ class Trainer:
                        lr=self.optimizer.param_groups[0]["lr"], seconds=time.monotonic() - self.t0)
         return result.flags
 
-    def stop_rule(self, flags: list[bool]) -> str | None:
-        """The one stop rule: a signal ends a run "interrupted"; --max-steps or --time-limit "stopped"."""
-        time_up, signaled = flags
-        if signaled:
-            return "interrupted"
-        if time_up or (self.opts.max_steps is not None and self.steps_this_call >= self.opts.max_steps):
-            return "stopped"
-        return None
+    @property
+    def epochs(self) -> int:
+        return self.recipe.epochs
+
+    def stop_flags(self) -> tuple[bool, bool]:
+        """(time up, signaled), agreed by every process: they stop at the same epoch."""
+        time_up, signaled = self.agreed_flags([self.out_of_time(), self.signaled()])
+        return time_up, signaled
 
     def agreed_flags(self, flags: list[bool]) -> list[bool]:
         return [v > 0 for v in ddp.sum_over_ranks(self.ctx, [float(f) for f in flags], self.device)]
