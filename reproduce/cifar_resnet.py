@@ -34,7 +34,7 @@ def results(all_jobs: list[Job]) -> list[dict]:
         s = summary(job)
         if not s or not s["epochs_done"]:
             continue
-        state = "" if s["status"] == "finished" else f"; in progress, resumable ({s['epochs_done']} of {s['epochs']} done)"
+        state = "" if s["status"] == "finished" else f"; stopped at {s['epochs_done']} of {s['epochs']} epochs"
         entries.append({
             "paper": PAPER, "table": TABLE, "spec": spec, "metric": f"test error (%), {label}",
             "paper_value": paper_value, "ours": round(s["final_test_error"], 2), "epochs": s["epochs_done"],

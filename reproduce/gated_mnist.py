@@ -63,7 +63,8 @@ class SeedRun:
 
 def _finished(run: RunFolder) -> SeedRun | None:
     summary = run.read_summary()
-    if summary is None or summary.status != "finished" or summary.final_test_error is None:
+    if (summary is None or summary.status != "finished" or summary.final_test_error is None
+            or summary.epochs_done != summary.epochs):  # a truncated run is no cell's value
         return None
     history = run.read_metrics()
     errors = [r.test_error for r in history if r.test_error is not None]

@@ -129,7 +129,8 @@ def _paired_line(rows: list[dict]) -> str:
     paper_claims = sorted({claim["below 0" if e["paper_value"] < 0 else "above 0"] for e in rows})
     return (f"{a} - {b}, paired by seed (paper: {' / '.join(paper_claims)}): as the paper at "
             f"{', '.join(agree) or 'no depth'}; the opposite at {', '.join(oppose) or 'none'}; inconclusive "
-            f"(interval contains 0, or one seed) at {', '.join(open_) or 'none'}")
+            f"(interval contains 0, or one seed) at {', '.join(open_) or 'none'} "
+            f"(each interval 95% on its own, not corrected for the {len(rows)} comparisons)")
 
 
 def verdict(entries: list[dict]) -> str:

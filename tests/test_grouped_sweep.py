@@ -166,3 +166,23 @@ def test_a_diverging_copy_ends_diverged_and_the_others_finish(tiny_mnist: Path, 
     statuses = [json.loads((root / p.name / "summary.json").read_text())["status"] for p in points]
     assert statuses == ["finished", "diverged", "finished"]
     assert not (root / points[1].name / "model.safetensors").exists()
+
+
+def test_a_diverged_copy_stays_diverged_when_the_group_resumes(tiny_mnist: Path, tmp_path: Path, capsys) -> None:
+    # 2 steps an epoch: copy 1 overflows within 4 steps, the group stops at step 5, then resumes.
+    text = ('let (lr, std) = {(0.01, 0.1), (10.0, 100.0)}\nmlp(depth=6, width=12, block=plain, bn=false)\n'
+            'train(lr=lr, classifier_init="normal", classifier_std=std, momentum=0.9, nesterov=false, epochs=4, '
+            'batch_size=32, recipe="highway-mnist")')
+    root, points = _sweep_root(tmp_path, text)
+    with pytest.raises(ArchlangError, match="1 of 2 grouped copies diverged") as first:
+        train_sweep_group(root, [0, 1], data_dir=tiny_mnist, options=_options(max_steps=5))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(root / points[1].name), "--no-progress", "--threads", "1",
+                 "--data-dir", str(tiny_mnist)]) == 2
+    # the reason it diverged is kept, not found again in the NaN weights it was left with
+    reason = first.value.message.split(": ", 1)[1].split("); the others")[0]
+    assert reason.startswith("loss became ") and reason in capsys.readouterr().err
+    summaries = [json.loads((root / p.name / "summary.json").read_text()) for p in points]
+    assert [s["status"] for s in summaries] == ["finished", "diverged"]
+    assert summaries[0]["epochs_done"] == 4 and summaries[1]["epochs_done"] < 4
+    assert not (root / points[1].name / "model.safetensors").exists()

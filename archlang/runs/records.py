@@ -118,6 +118,8 @@ class Progress(_Frozen):
     run_hash: str = Field(min_length=8, max_length=64)
     world_size: PositiveInt = 1
     rng: list[RankRng] = Field(min_length=1)
+    # A grouped copy whose loss stopped being finite: why. It stays diverged when the group resumes.
+    diverged: str | None = Field(default=None, max_length=400)
 
     def as_json(self) -> dict[str, Any]:
         data = self.model_dump(exclude={"history"})

@@ -10,6 +10,9 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+from archlang.runs import MetricsRow
+from archlang.train.evaluate import EvalResult
+from archlang.train.meter import Meter
 from archlang.train.options import TrainOptions
 
 
@@ -64,3 +67,14 @@ def save_or_stop(trainer: EpochLoop, epoch: int, steps_done: int, stop: str | No
     if stop:
         trainer.stopped_at = (epoch, steps_done)
     return stop
+
+
+def epoch_row(epoch: int, meter: Meter, test: EvalResult, *, lr: float, seconds: float, steps: int,
+              gates_k: dict[str, float], dirac_a: dict[str, float]) -> MetricsRow:
+    """An epoch's metrics row: the training meter's means since the epoch began and the test result."""
+    train_loss, train_error = meter.record()
+    return MetricsRow.model_validate({
+        "epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
+        "test_loss": test.loss, "test_error": test.error,
+        **({"test_error_top5": test.error_top5} if test.error_top5 is not None else {}),
+        "lr": lr, "seconds": round(seconds, 3), "steps": steps, "gates_k": gates_k, "dirac_a": dirac_a})

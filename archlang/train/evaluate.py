@@ -26,41 +26,29 @@ class EvalResult:
 def evaluate(model: nn.Module, loader: Any, autocast: Callable[[], Any] = contextlib.nullcontext) -> EvalResult:
     """Loss, top-1 and top-5 error of `model` (put in eval mode) over every batch of `loader`."""
     model.eval()
-    sums: torch.Tensor | None = None
-    seen, classes = 0, 0
-    for x, y in loader.batches(0):
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
         with autocast():
-            out = model(x)
-        classes = out.shape[1]
-        batch = [F.cross_entropy(out.float(), y, reduction="sum").double(), (out.argmax(1) != y).sum().double()]
-        if classes > 5:
-            batch.append((out.topk(5, dim=1).indices != y[:, None]).all(dim=1).sum().double())
-        part = torch.stack(batch)
-        sums = part if sums is None else sums + part
-        seen += int(y.numel())
-    if sums is None:
-        return EvalResult(0.0, 0.0, None)
-    values = sums.tolist()
-    n = max(1, seen)
-    top5 = 100.0 * values[2] / n if classes > 5 else None
-    return EvalResult(values[0] / n, 100.0 * values[1] / n, top5)
+            return model(x).float().unsqueeze(0)
+
+    return _evaluate(forward, loader, 1)[0]
 
 
 @torch.no_grad()
 def evaluate_grouped(model: nn.Module, loader: Any, copies: int) -> list[EvalResult]:
     """evaluate() for a grouped model (archlang.grouped): every copy sees every test batch, one pass."""
     model.eval()
+    return _evaluate(lambda x: model(x.unsqueeze(0).expand(copies, *x.shape)).float(), loader, copies)
+
+
+def _evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: Any, copies: int) -> list[EvalResult]:
+    """The sums of every test batch's (copies, batch, classes) logits, read back once at the end."""
     sums: torch.Tensor | None = None
     seen, classes = 0, 0
     for x, y in loader.batches(0):
-        out = model(x.unsqueeze(0).expand(copies, *x.shape)).float()  # (G, B, classes)
+        out = forward(x)
         classes = out.shape[2]
-        targets = y.unsqueeze(0).expand(copies, -1)
-        batch = [F.cross_entropy(out.transpose(1, 2), targets, reduction="none").double().sum(1),
-                 (out.argmax(2) != targets).sum(1).double()]
-        if classes > 5:
-            batch.append((out.topk(5, dim=2).indices != targets[..., None]).all(dim=2).sum(1).double())
-        part = torch.stack(batch, 1)
+        part = _batch_sums(out, y.unsqueeze(0).expand(copies, -1))
         sums = part if sums is None else sums + part
         seen += int(y.numel())
     if sums is None:
@@ -68,3 +56,13 @@ def evaluate_grouped(model: nn.Module, loader: Any, copies: int) -> list[EvalRes
     n = max(1, seen)
     return [EvalResult(row[0] / n, 100.0 * row[1] / n, 100.0 * row[2] / n if classes > 5 else None)
             for row in sums.tolist()]
+
+
+def _batch_sums(out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per copy: summed loss, top-1 errors and (with more than 5 classes) top-5 errors, in float64."""
+    copies, batch, classes = out.shape
+    losses = F.cross_entropy(out.reshape(copies * batch, classes), targets.reshape(-1), reduction="none")
+    columns = [losses.double().view(copies, batch).sum(1), (out.argmax(2) != targets).sum(1).double()]
+    if classes > 5:
+        columns.append((out.topk(5, dim=2).indices != targets[..., None]).all(dim=2).sum(1).double())
+    return torch.stack(columns, 1)

@@ -28,7 +28,7 @@ from archlang.runs import rng as run_rng
 from archlang.runs.checkpoint import estimate_checkpoint_bytes, latest_good_grouped, write_grouped
 from archlang.runs.state import to_host
 from archlang.train import ddp, model_tools, plots, sources
-from archlang.train.epochs import run_epochs, save_or_stop, stop_status
+from archlang.train.epochs import epoch_row, run_epochs, save_or_stop, stop_status
 from archlang.train.evaluate import evaluate_grouped
 from archlang.train.grouping import check_shared
 from archlang.train.meter import Meter
@@ -194,7 +194,7 @@ class GroupedTrainer:
         first = state.progress[0]
         run_rng.restore(first.rng[0], self.opts.log)
         for p, c in zip(state.progress, self.copies):
-            c.history, c.meter = list(p.history), Meter(self.device, ddp.SINGLE, p.totals)
+            c.history, c.meter, c.diverged = list(p.history), Meter(self.device, ddp.SINGLE, p.totals), p.diverged
             c.run.rewrite_metrics(c.history)
         self.start_epoch, self.start_step, self.meter_seconds = first.epoch, first.step, first.totals.seconds
         self.opts.log(f"resuming {len(self.copies)} grouped runs at epoch {first.epoch + 1}, step {first.step} "
@@ -204,16 +204,12 @@ class GroupedTrainer:
         """Test every copy (one pass over the grouped model), one metrics row per copy's folder."""
         results = evaluate_grouped(self.model, self.test_loader, len(self.copies))
         self.model.train()
-        seconds = round(time.monotonic() - self.t0, 3)
+        seconds = time.monotonic() - self.t0
         for i, (c, test, lr) in enumerate(zip(self.copies, results, self.optimizer.lr)):
             if c.diverged is not None:
                 continue
-            train_loss, train_error = c.meter.record()
-            row = MetricsRow.model_validate({
-                "epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
-                "test_loss": test.loss, "test_error": test.error,
-                **({"test_error_top5": test.error_top5} if test.error_top5 is not None else {}),
-                "lr": lr, "seconds": seconds, "steps": len(c.loader), "gates_k": _gate_values(self.model, i), "dirac_a": {}})
+            row = epoch_row(epoch, c.meter, test, lr=lr, seconds=seconds, steps=len(c.loader),
+                            gates_k=_gate_values(self.model, i), dirac_a={})
             c.history.append(row)
             c.run.append_metrics(row)
             c.meter = Meter(self.device, ddp.SINGLE, Totals())
@@ -224,8 +220,8 @@ class GroupedTrainer:
     def checkpoint(self, epoch: int, step: int) -> None:
         rng = [run_rng.capture(self.device)]
         progress = [Progress(epoch=epoch, step=step, totals=c.meter.totals(self.meter_seconds if step else 0.0),
-                             history=c.history, run_hash=c.plan.run_hash, world_size=1, rng=rng)
-                    for c in self.copies]
+                             history=c.history, run_hash=c.plan.run_hash, world_size=1, rng=rng,
+                             diverged=c.diverged) for c in self.copies]
         write_grouped(self.leader.checkpoints, self.model.state_dict(), self.optimizer.state_dict(), progress)
         self.last_save = time.monotonic()
 

@@ -25,7 +25,7 @@ from archlang.runs.checkpoint import checkpoint_name, estimate_checkpoint_bytes,
 from archlang.runs.state import host_tensors
 from archlang.train import ddp, model_tools, plots, sources
 from archlang.train.checkpointing import CheckpointWriter, load_into
-from archlang.train.epochs import run_epochs, save_or_stop, stop_status
+from archlang.train.epochs import epoch_row, run_epochs, save_or_stop, stop_status
 from archlang.train.evaluate import EvalResult, evaluate
 from archlang.train.logs import TrainLog, header_lines, stop_reason
 from archlang.train.meter import Meter
@@ -212,20 +212,15 @@ class Trainer:
 
     def end_epoch(self, epoch: int) -> None:
         test = self.evaluate()
-        train_loss, train_error = self.meter.record()
-        row = MetricsRow.model_validate({
-            "epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
-            "test_loss": test.loss, "test_error": test.error,
-            **({"test_error_top5": test.error_top5} if test.error_top5 is not None else {}),
-            "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - self.t0, 3),
-            "steps": len(self.train_loader), "gates_k": model_tools.gate_values(self.model),
-            "dirac_a": model_tools.dirac_values(self.model)})
+        row = epoch_row(epoch, self.meter, test, lr=self.optimizer.param_groups[0]["lr"],
+                        seconds=time.monotonic() - self.t0, steps=len(self.train_loader),
+                        gates_k=model_tools.gate_values(self.model), dirac_a=model_tools.dirac_values(self.model))
         self.history.append(row)
         if self.ctx.is_main:  # the other processes have no test metrics: they did not evaluate
             self.run.append_metrics(row)
             self.logs.epoch(row, (epoch + 1) * len(self.train_loader))
-            self.opts.log(f"epoch {epoch + 1}/{self.recipe.epochs}: train loss {train_loss:.4f}, train error "
-                          f"{train_error:.2f}%, test error {test.error:.2f}%, lr {row.lr:.4g}, {row.seconds:.1f} s")
+            self.opts.log(f"epoch {epoch + 1}/{self.recipe.epochs}: train loss {row.train_loss:.4f}, train error "
+                          f"{row.train_error:.2f}%, test error {test.error:.2f}%, lr {row.lr:.4g}, {row.seconds:.1f} s")
         self.scheduler.step()
         self.meter, self.meter_seconds = Meter(self.device, self.ctx, Totals()), 0.0
 
