@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import stats
-from jobs import ROOT, Job, merge_results, parser, run_unless_collecting
+from jobs import ROOT, Job, collected, merge_results, parser, run_unless_collecting
 
+from archlang.fileio import atomic_write_text
 from archlang.runs import RunFolder
 
 PAPER = "Gated ResNet (Savarese et al., later version)"
@@ -109,9 +110,10 @@ def _row(base: dict, table: str, metric: str, paper_value: float, by_seed: dict[
 def results(all_jobs: list[Job] | None = None) -> list[dict]:
     """Table 1 and 2 rows over the finished seeds of each cell, and gated - residual per depth, paired by seed.
 
-    A cell reports as soon as one seed has finished; `n` says how many made its numbers.
+    A cell reports as soon as one seed has finished; `n` says how many made its numbers. By default
+    every group trained under a cell's name counts, whatever seeds it was started with.
     """
-    cells = _cells(all_jobs if all_jobs is not None else jobs())
+    cells = _cells(all_jobs if all_jobs is not None else collected(jobs()))
     found = {cell: cell_runs(cell_jobs) for cell, cell_jobs in cells.items()}
     entries = []
     for d in DEPTHS:
@@ -282,10 +284,10 @@ def main() -> None:
         timing = ROOT / "reproduce" / "timing.json"
         data = json.loads(timing.read_text()) if timing.is_file() else {}
         data.setdefault("gated_mnist_wall_s", []).append(round(wall, 1))
-        timing.write_text(json.dumps(data, indent=2) + "\n")
+        atomic_write_text(timing, json.dumps(data, indent=2) + "\n", what="timing.json")
     entries = results()
     print(projection_line(projected_wall_s(jobs(), args.parallel), args.parallel))
-    plot(jobs())
+    plot(collected(jobs()))
     merge_results([e for e in entries if e["table"] == "Table 1"], (PAPER, "Table 1"))
     merge_results([e for e in entries if e["table"] == "Table 2"], (PAPER, "Table 2"))
     print(f"{len(entries)} results in reproduce/results.json")

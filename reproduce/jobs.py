@@ -16,10 +16,11 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from archlang.runs import RunFolder
+from archlang.fileio import atomic_write_text
+from archlang.runs import RunFolder, is_done
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "reproduce" / "runs"
@@ -90,13 +91,62 @@ class Job:
         return _with_flag(flags, "--subset", self.run.read_info().subset)
 
     def status(self) -> str:
-        """A group is finished when every member is, new when none has started."""
+        """finished, or diverged, when every member is done (archlang.runs.is_done: a diverged copy is an
+        outcome, training it again repeats it); new when none has started; else the members' one status,
+        or stopped."""
         statuses = {r.status() for r in self.runs} or {"new"}
-        if self.grouped_sweep and statuses <= {"finished", "diverged"}:
-            return "finished"  # a diverged point of a search is an outcome: rerunning it diverges again
+        if all(is_done(s) for s in statuses):
+            return "finished" if statuses == {"finished"} else "diverged"
         if len(statuses) == 1:
             return statuses.pop()
-        return "new" if statuses == {"new"} else "stopped"
+        return "stopped"
+
+    def check_members(self) -> None:
+        """Refuse seeds that would change a group already trained: its folders resume as that group.
+
+        `--seeds 1 2 3 4 5` beside a finished group of 1-4 would resume through seed 1 and train
+        nothing; seeds none of whose folders exist form a new group, which is fine.
+        """
+        for seed, run in zip(self.seeds, self.runs):
+            if not run.is_run():
+                continue
+            group = run.read_group()
+            trained = tuple(group["seeds"]) if group else (seed,)
+            if trained != self.seeds:
+                raise SystemExit(f"{self.name}: seeds {_listed(self.seeds)} asked for, but {run.path.name} was trained "
+                                 f"with seeds {_listed(trained)} in one process; ask for exactly those seeds, or for "
+                                 "seeds of which none has a run folder yet (a new group)")
+
+
+def _listed(seeds: tuple[int, ...]) -> str:
+    return ",".join(map(str, seeds))
+
+
+def seed_folders(name: str) -> dict[int, RunFolder]:
+    """The run folders NAME-seedS that exist (the names `archlang train --seeds --name NAME` gives), by seed."""
+    where = RUNS / name
+    found = {}
+    if where.parent.is_dir():
+        for path in where.parent.iterdir():
+            tail = path.name[len(where.name):]
+            named = path.name.startswith(where.name) and tail.startswith("-seed") and tail[5:].isdigit()
+            if named and RunFolder(path).is_run():
+                found[int(tail[5:])] = RunFolder(path)
+    return dict(sorted(found.items()))
+
+
+def collected(jobs: list[Job]) -> list[Job]:
+    """The jobs to collect results from: each seed group's job replaced by one per group trained under its
+    name, whatever its seeds (those asked for this time or others), so no finished run is left out."""
+    out: list[Job] = []
+    for job in jobs:
+        if not job.seeds:
+            trained = [job]
+        else:
+            groups = {tuple((r.read_group() or {"seeds": [s]})["seeds"]) for s, r in seed_folders(job.name).items()}
+            trained = [replace(job, seeds=g) for g in sorted(groups)]
+        out += [j for j in trained if j not in out]
+    return out
 
 
 def _with_flag(flags: list[str], flag: str, value: object) -> list[str]:
@@ -113,7 +163,7 @@ def _with_flag(flags: list[str], flag: str, value: object) -> list[str]:
 
 
 def _argv(job: Job, data_dir: str, threads: int, time_limit: float | None) -> list[str]:
-    resuming = not job.grouped_sweep and job.status() in ("running", "stopped", "interrupted", "failed")
+    resuming = not job.grouped_sweep and job.status() != "new"
     where = (["--resume", str(job.folder)] if resuming
              else [*job.seed_flags(), "--out", str(RUNS), "--name", job.name])
     # How long this invocation may train is not part of the run: it stays out of job.command.
@@ -127,8 +177,10 @@ def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int, time_li
 
     time_limit (minutes): every run checkpoints and stops by then; run the script again to continue.
     """
+    for job in jobs:
+        job.check_members()  # before anything starts
     RUNS.mkdir(parents=True, exist_ok=True)
-    pending = [j for j in jobs if j.status() != "finished"]
+    pending = [j for j in jobs if not is_done(j.status())]
     running: list[tuple[Job, subprocess.Popen, object]] = []
     start = time.monotonic()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MALLOC_MMAP_MAX_": "0",
@@ -164,14 +216,25 @@ def merge_results(entries: list[dict], replace_prefix: tuple[str, str]) -> None:
     """Replace this script's entries (matched by paper and table) in results.json, keep the others."""
     existing = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     kept = [e for e in existing if (e["paper"], e["table"]) != replace_prefix]
-    RESULTS.write_text(json.dumps(kept + entries, indent=2) + "\n")
+    atomic_write_text(RESULTS, json.dumps(kept + entries, indent=2) + "\n", what="results.json")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: 0 side-by-side runs would wait forever, 0 threads is no run."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text[:40]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"), help="where the dataset is")
-    p.add_argument("--parallel", type=int, default=2, help="runs side by side (default 2: one per core)")
-    p.add_argument("--threads", type=int, default=1, help="threads per run")
+    p.add_argument("--parallel", type=positive_int, default=2, help="runs side by side (default 2: one per core)")
+    p.add_argument("--threads", type=positive_int, default=1, help="threads per run")
     p.add_argument("--collect-only", action="store_true", help="only gather finished runs into results.json")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="checkpoint and stop every run after this long (run the script again to continue)")

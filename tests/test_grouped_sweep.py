@@ -166,6 +166,19 @@ def test_a_diverging_copy_ends_diverged_and_the_others_finish(tiny_mnist: Path, 
     statuses = [json.loads((root / p.name / "summary.json").read_text())["status"] for p in points]
     assert statuses == ["finished", "diverged", "finished"]
     assert not (root / points[1].name / "model.safetensors").exists()
+    # The diverged copy leaves the others as they would be alone (its NaNs never reach their weights):
+    # the copy after it, against its single run (one, to keep the test short).
+    p = points[2]
+    single = train(archlang.compile_spec(p.spec), out=tmp_path / "single", name=p.name, data_dir=tiny_mnist,
+                   options=_options())
+    mine, theirs = _weights(root / p.name), _weights(single)
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        torch.testing.assert_close(mine[key], theirs[key], atol=1e-6, rtol=0, msg=f"{p.name} {key}")
+    # ... and a rerun of the sweep, or of a plain one, trains the diverged point no more (archlang.runs.is_done).
+    todo, done = jobs.plan_jobs([points[1]], root, [], logs=False)
+    assert not todo and done == [f"{points[1].name}: diverged, skipped"]
+    assert groups.group_status(root, points) == "finished"
 
 
 def test_a_diverged_copy_stays_diverged_when_the_group_resumes(tiny_mnist: Path, tmp_path: Path, capsys) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from archlang.errors import ArchlangError, Source, shorten
 from archlang.launch import groups, jobs
 from archlang.launch.points import Point, parse_shard, shard, slurm_shard, sweep_name, sweep_points, within_budget
+from archlang.runs import is_done
 from archlang.runs.sweep import manifest_of, write_manifest
 
 # Flags the sweep consumes itself (or sets per point) and never passes on to a point's process.
@@ -120,16 +121,15 @@ def run_sweep(args: argparse.Namespace, source: Source) -> int:
         options = jobs.SlurmOptions(args.partition, args.gpus_per_job, args.job_minutes,
                                     args.parallel if args.parallel > 1 else None)
         codes = jobs.run_submitit(todo, root / "submitit", args.launcher == "submitit-local", options)
-    ended = groups.DONE if args.grouped else ("finished",)
-    unfinished = [p.name for p in mine if jobs.run_status(root / p.name) not in ended]
+    unfinished = [p.name for p in mine if not is_done(jobs.run_status(root / p.name))]
     if unfinished:
         print(f"{len(unfinished)} of {len(mine)} points not finished; run the same command again to continue them",
               file=sys.stderr)
-    diverged = [p.name for p in mine if args.grouped and jobs.run_status(root / p.name) == "diverged"]
+    diverged = [p.name for p in mine if jobs.run_status(root / p.name) == "diverged"]
     if diverged:
         print(f"{len(diverged)} of {len(mine)} points diverged (their summary.json says so)", file=sys.stderr)
     print(root)
-    if args.grouped and not unfinished:
+    if not unfinished:
         return 0  # every point ran to its end; a diverged one is an outcome of its settings
     return next((c for c in codes if c == 130), 2 if 2 in codes else (1 if unfinished else 0))
 

@@ -26,10 +26,9 @@ from archlang.errors import ArchlangError, Source
 from archlang.ir.structure import structure_key
 from archlang.launch import jobs
 from archlang.launch.points import Point
+from archlang.runs import is_done
 from archlang.train.grouping import shared_key
 from archlang.train.recipes import build_recipe
-
-DONE = ("finished", "diverged")  # a diverged copy is an outcome of its settings: training it again repeats it
 
 
 def group_points(source: Source, points: Sequence[Point], recipe: str | None,
@@ -55,8 +54,7 @@ def shard_groups(groups: list[list[Point]], which: tuple[int, int] | None) -> li
 
 
 def group_status(root: Path, group: Sequence[Point]) -> str:
-    statuses = {jobs.run_status(root / p.name) for p in group}
-    if statuses <= set(DONE):
+    if all(is_done(jobs.run_status(root / p.name)) for p in group):
         return "finished"
     return "new" if jobs.run_status(root / group[0].name) == "new" else "started"
 

@@ -1,8 +1,9 @@
 """Running a sweep's points: each one an ordinary `python -m archlang train POINT` process.
 
 Locally N at a time (--parallel N), or as a SLURM job array through submitit, whose local executor
-runs the same jobs as local processes. A finished point is skipped; any other started point is
-continued with --resume, so the same command run again picks up where the sweep stopped.
+runs the same jobs as local processes. A done point (finished, or diverged: archlang.runs.is_done)
+is skipped; any other started point is continued with --resume, so the same command run again
+picks up where the sweep stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from archlang.errors import ArchlangError
 from archlang.launch.points import Point
+from archlang.runs import is_done
 
 LAUNCHERS = ("local", "submitit", "submitit-local")
 # The SLURM job's own limit, less this, becomes the run's --time-limit: it checkpoints before the kill.
@@ -47,13 +49,13 @@ def run_status(folder: Path) -> str:
 
 
 def plan_jobs(points: Sequence[Point], root: Path, flags: Sequence[str], logs: bool) -> tuple[list[Job], list[str]]:
-    """The jobs of the points not yet finished, and a line for each finished one."""
+    """The jobs of the points not yet done (archlang.runs.is_done), and a line for each done one."""
     jobs, done = [], []
     for p in points:
         folder = root / p.name
         status = run_status(folder)
-        if status == "finished":
-            done.append(f"{p.name}: finished, skipped")
+        if is_done(status):
+            done.append(f"{p.name}: {status}, skipped")
             continue
         where = ["--resume", str(folder)] if status != "new" else ["--out", str(root), "--name", p.name]
         log = root / "logs" / f"{p.name}.log" if logs else None

@@ -137,6 +137,16 @@ class RunFolder:
     def read_info(self) -> RunInfo:
         return self._read_model(self.INFO, RunInfo)
 
+    def read_group(self) -> dict[str, Any] | None:
+        """The `group` record of a grouped copy's run.json ({"seeds": [...], "folders": [...]}), None for a single run."""
+        group = self.read_info().as_dict().get("group")
+        if group is None:
+            return None
+        if (not isinstance(group, dict) or not isinstance(group.get("seeds"), list)
+                or not isinstance(group.get("folders"), list) or len(group["seeds"]) != len(group["folders"])):
+            raise ArchlangError("run.json's group record is damaged", path=str(self.path / self.INFO))
+        return group
+
     def check_resume(self, ident: RunIdentity) -> RunInfo:
         """Refuse to continue a run with a different spec, recipe or data."""
         saved = self.read_info()

@@ -60,6 +60,13 @@ class MetricsRow(_Open):
 
 
 Status = Literal["finished", "stopped", "interrupted", "diverged", "failed"]
+# Nothing left to train: a diverged run is an outcome of its settings (training it again repeats it).
+DONE: tuple[Status, ...] = ("finished", "diverged")
+
+
+def is_done(status: str) -> bool:
+    """True for a run status (RunFolder.status) that no rerun or --resume should train again."""
+    return status in DONE
 
 
 class Summary(_Open):

@@ -47,13 +47,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def group_of(folder: str | Path) -> dict[str, Any] | None:
     """The `group` record of a copy's run.json ({"seeds": [...], "folders": [...]}), None for a single run."""
-    group = RunFolder.open(folder).read_info().as_dict().get("group")
-    if group is None:
-        return None
-    if (not isinstance(group, dict) or not isinstance(group.get("seeds"), list)
-            or not isinstance(group.get("folders"), list) or len(group["seeds"]) != len(group["folders"])):
-        raise ArchlangError("run.json's group record is damaged", path=str(Path(folder) / RunFolder.INFO))
-    return group
+    return RunFolder.open(folder).read_group()
 
 
 @dataclass(frozen=True)

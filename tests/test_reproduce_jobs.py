@@ -1,0 +1,89 @@
+"""reproduce/jobs.py: which jobs run, resume or are done, and which run folders a script collects."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from archlang.runs import RunFolder, RunIdentity, Summary
+
+REPRODUCE = Path(__file__).resolve().parents[1] / "reproduce"
+
+
+@pytest.fixture
+def jobs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """reproduce/jobs.py as a module, with RUNS pointing at an empty temp folder."""
+    monkeypatch.syspath_prepend(str(REPRODUCE))
+    import jobs
+
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    return jobs
+
+
+def _run(path: Path, seed: int, status: str | None, group: tuple[int, ...] = ()) -> None:
+    """A run folder with seed `seed`, ended `status` (None: still running), a member of `group` if given."""
+    run = RunFolder.create(path)
+    extra: dict = {"dataset": "mnist"}
+    if group:
+        extra["group"] = {"seeds": list(group), "folders": [f"{path.name.rsplit('-seed', 1)[0]}-seed{s}" for s in group]}
+    run.write_identity(RunIdentity("mlp()", "mlp()", "", {"seed": seed, "epochs": 2}, "0" * 64, None), extra)
+    if status is not None:
+        run.write_summary(Summary(status=status, epochs_done=2 if status == "finished" else 1, epochs=2))
+    run.unlock()
+
+
+def _group(jobs, name: str, seeds: tuple[int, ...], statuses: list[str | None]) -> None:
+    for seed, status in zip(seeds, statuses, strict=True):
+        _run(jobs.RUNS / f"{name}-seed{seed}", seed, status, seeds)
+
+
+def test_a_diverged_job_is_done_and_a_stopped_one_resumes(jobs, monkeypatch: pytest.MonkeyPatch) -> None:
+    single = jobs.Job("cell/single", "mlp()", "gated-mnist")
+    _run(single.folder, 0, "diverged")
+    group = jobs.Job("cell/g", "mlp()", "gated-mnist", seeds=(1, 2))
+    _group(jobs, "cell/g", (1, 2), ["finished", "diverged"])
+    stopped = jobs.Job("cell/s", "mlp()", "gated-mnist", seeds=(1, 2))
+    _group(jobs, "cell/s", (1, 2), ["diverged", "stopped"])
+    assert [j.status() for j in (single, group, stopped)] == ["diverged", "diverged", "stopped"]
+    # run_all starts only the stopped group, through --resume (no job is started anew over its folder)
+    started = []
+    monkeypatch.setattr(jobs.subprocess, "Popen", lambda argv, **_: started.append(argv) or _Done())
+    monkeypatch.setattr(jobs.time, "sleep", lambda _s: None)
+    jobs.run_all([single, group, stopped], "data", 1, 1)
+    assert len(started) == 1 and started[0][started[0].index("--resume") + 1] == str(stopped.folder)
+
+
+class _Done:
+    returncode = 0
+
+    def poll(self) -> int:
+        return 0
+
+
+def test_seeds_that_would_change_a_trained_group_are_refused_and_new_ones_form_a_group(jobs) -> None:
+    _group(jobs, "cell/g", (1, 2), ["finished", "finished"])
+    for seeds in ((1, 2, 3), (2,), (2, 5)):
+        with pytest.raises(SystemExit, match=r"cell/g: seeds .* asked for, but g-seed\d was trained with seeds 1,2"):
+            jobs.Job("cell/g", "mlp()", "gated-mnist", seeds=seeds).check_members()
+    jobs.Job("cell/g", "mlp()", "gated-mnist", seeds=(1, 2)).check_members()
+    jobs.Job("cell/g", "mlp()", "gated-mnist", seeds=(5, 6)).check_members()
+
+
+def test_collected_takes_every_group_trained_under_the_name_whatever_seeds_are_asked_for(jobs) -> None:
+    _group(jobs, "cell/g", (1, 2), ["finished", "finished"])
+    _group(jobs, "cell/g", (5,), ["finished"])
+    _run(jobs.RUNS / "cell/g-seedling", 0, "finished")  # not a seed folder
+    asked = [jobs.Job("cell/g", "mlp()", "gated-mnist"), jobs.Job("cell/g", "mlp()", "gated-mnist", seeds=(3, 4))]
+    found = jobs.collected(asked)
+    assert [j.seeds for j in found] == [(), (1, 2), (5,)]
+    assert sorted(jobs.seed_folders("cell/g")) == [1, 2, 5]
+
+
+@pytest.mark.parametrize("flag", ["--parallel", "--threads"])
+def test_zero_side_by_side_runs_or_threads_are_refused(jobs, flag: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        jobs.parser("t").parse_args([flag, "0"])
+    assert "expected a positive integer, got 0" in capsys.readouterr().err
+    assert isinstance(jobs.parser("t").parse_args([flag, "3"]), argparse.Namespace)
