@@ -113,6 +113,7 @@ def test_seed_override_and_non_sgd_recipes_are_refused(tiny_mnist: Path, tmp_pat
         train_grouped(archlang.compile_spec(SPEC), [0, 1], recipe="wrn-cifar", overrides={"dataset": "mnist"},
                       out=tmp_path, name="reset", data_dir=tiny_mnist, options=_options())
     assert err.value.message == "grouped training does not apply momentum_reset=True yet"
+    assert not list(tmp_path.glob("adam-seed*")) and not list(tmp_path.glob("reset-seed*"))  # refused before any folder
     with pytest.raises(ArchlangError) as err:
         train_grouped(archlang.compile_spec(SPEC), [0, 1], out=tmp_path, options=_options(bf16=True, compile=True))
     assert err.value.message == "--seeds does not take --bf16, --compile (grouped runs are fp32, eager, contiguous)"
@@ -138,3 +139,31 @@ def test_damaged_grouped_checkpoint_is_caught_and_the_previous_one_used(tmp_path
     state = latest_good_grouped(tmp_path, warn=warnings.append)
     assert state is not None and state.progress[0].step == 1 and torch.equal(state.model["w"], torch.ones(2, 3))
     assert len(warnings) == 1 and "falling back to the previous grouped checkpoint" in warnings[0]
+
+
+@pytest.mark.parametrize("seeds", [None, "2"])
+def test_a_last_batch_of_one_image_under_batch_norm_is_refused_before_training(tiny_mnist: Path, tmp_path: Path,
+                                                                               capsys, seeds: str | None) -> None:
+    flags = ["--subset", "33", "--set", "batch_size=32", "--epochs", "1", "--data-dir", str(tiny_mnist), "--out",
+             str(tmp_path / "runs"), "--name", "bn", "--no-progress", *(["--seeds", seeds] if seeds else [])]
+    assert main(["train", SPEC, *flags]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("error: 33 training images at batch size 32: the last batch of each epoch "
+                                       "holds 1 image, and batch norm (layer 2) cannot train on one value per channel") in err
+    assert not any(p.joinpath("run.json").exists() for p in (tmp_path / "runs").iterdir())  # no run started
+    # A convolution's batch norm sees 1 x H x W values of the last image: that trains as usual.
+    from archlang.train.plan import check_last_batch
+
+    check_last_batch(archlang.compile_spec("wrn(depth=10, k=1)"), 32, 33)
+    with pytest.raises(ArchlangError, match="every batch holds 1 image"):
+        check_last_batch(archlang.compile_spec(SPEC), 1, 64)
+
+
+def test_flags_a_call_would_drop_are_refused(tmp_path: Path, capsys) -> None:
+    assert main(["train", SPEC, "--grouped", "--out", str(tmp_path)]) == 2
+    assert "error: --grouped trains the points of a sweep (a spec with {a, b} sets) in groups; this is one network" \
+        in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "g-seed0"), "--seeds", "5"]) == 2
+    assert ("error: --resume continues a run (or its whole group) with the seeds it was started with; it does not "
+            "take --seeds") in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         swept = sweep_or_none(args)  # a spec with {a, b} sets: every point (or group) in a process of its own
         if swept is not None:
             return swept
+    _check_ignored_flags(args)
     if args.resume is not None and _said_finished(Path(args.resume)):
         return 0
     from archlang.train import ddp
@@ -179,6 +180,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_ignored_flags(args: argparse.Namespace) -> None:
+    """Refuse a flag this call would otherwise drop without a word."""
+    if getattr(args, "grouped", False) and args.sweep_group is None:
+        raise ArchlangError("--grouped trains the points of a sweep (a spec with {a, b} sets) in groups; "
+                            "this is one network", hint="drop --grouped, or train copies of it with --seeds N")
+    if args.resume is not None and args.seeds is not None:
+        raise ArchlangError("--resume continues a run (or its whole group) with the seeds it was started with; "
+                            "it does not take --seeds", hint="drop --seeds, or start a new group with --seeds and --name")
+
+
 def _prepare(args: argparse.Namespace):
     """Compile the spec and set up the options; returns the call that trains (every process makes it)."""
     from archlang.compiler import compile_spec
@@ -197,7 +208,7 @@ def _prepare(args: argparse.Namespace):
     if args.seeds is not None or (args.resume is not None and _is_grouped(args.resume)):
         from archlang.train.grouped_run import parse_seeds, train_grouped
 
-        seeds = parse_seeds(args.seeds) if args.seeds is not None and args.resume is None else None
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
         recipe = args.recipe  # each copy resumes with its own saved recipe unless one is given
         return lambda: train_grouped(compiled, seeds, recipe=recipe, overrides=overrides, out=args.out, name=args.name,
                                      resume=args.resume, data_dir=args.data_dir, subset=args.subset, options=options,

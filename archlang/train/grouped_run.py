@@ -23,8 +23,9 @@ from archlang.runs import RunFolder
 from archlang.runs.sweep import read_manifest
 from archlang.train import ddp
 from archlang.train.grouped_trainer import GroupedTrainer, no_decay_names
+from archlang.train.grouped_trainer import _check_recipes as check_recipes
 from archlang.train.options import TrainOptions
-from archlang.train.plan import RunPlan, plan_run
+from archlang.train.plan import RunPlan, plan_run, resolve_recipe
 
 __all__ = ["MAX_COPIES", "group_of", "no_decay_names", "parse_seeds", "train_grouped", "train_sweep_group"]
 
@@ -92,10 +93,14 @@ def _resumed_members(compiled: Compiled, spec_text: str | None, overrides: dict[
 
 def _train_members(members: Sequence[Member], recipe: str | None, out: str | Path, data_dir: str | Path | None,
                    subset: int | None, opts: TrainOptions) -> list[Path]:
+    recipes = [recipe if recipe is not None or m.folder is None else str(RunFolder(m.folder).recipe_path)
+               for m in members]
+    # What a group cannot train is refused before any run folder is made or data read.
+    check_recipes([resolve_recipe(m.compiled, r, m.overrides).recipe for m, r in zip(members, recipes)],
+                  [m.name or (m.folder.name if m.folder else f"copy {i}") for i, m in enumerate(members)])
     plans: list[RunPlan] = []
     try:
-        for m in members:
-            own_recipe = recipe if recipe is not None or m.folder is None else str(RunFolder(m.folder).recipe_path)
+        for m, own_recipe in zip(members, recipes):
             plans.append(plan_run(m.compiled, ddp.SINGLE, opts, recipe=own_recipe, overrides=m.overrides, out=out,
                                   name=m.name, resume=m.folder, data_dir=data_dir, subset=subset,
                                   spec_text=m.spec_text))

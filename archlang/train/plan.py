@@ -3,6 +3,7 @@ locked), the run's identity, the device. Reads files and takes the lock; trains 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +42,21 @@ def _run_name(compiled: Compiled, resolved: ResolvedRecipe, ident: RunIdentity) 
     return f"{compiled.family or 'net'}-{resolved.name}-{ident.run_hash[:8]}"
 
 
+def resolve_recipe(compiled: Compiled, recipe: str | None, overrides: Mapping[str, Any] | None) -> ResolvedRecipe:
+    """The recipe a run of `compiled` trains with: the YAML, the spec's train(...) clause, the overrides."""
+    return build_recipe(recipe, family=compiled.family, family_args=compiled.family_args,
+                        input_shape=tuple(compiled.input_shape), train_args=compiled.train_args,
+                        train_spans=compiled.train_spans, spec_source=compiled.source, overrides=overrides,
+                        network=compiled.spec)
+
+
 def plan_run(compiled: Compiled, ctx: ddp.DistContext, opts: TrainOptions, *, recipe: str | None,
              overrides: Mapping[str, Any] | None, out: str | Path, name: str | None, resume: str | Path | None,
              data_dir: str | Path | None, subset: int | None, spec_text: str | None) -> RunPlan:
     opts.check()
     if subset is not None and subset < 1:
         raise ArchlangError(f"--subset must be at least 1, got {subset}")
-    resolved = build_recipe(recipe, family=compiled.family, family_args=compiled.family_args,
-                            input_shape=tuple(compiled.input_shape), train_args=compiled.train_args,
-                            train_spans=compiled.train_spans, spec_source=compiled.source, overrides=overrides,
-                            network=compiled.spec)
+    resolved = resolve_recipe(compiled, recipe, overrides)
     text = spec_text if spec_text is not None else compiled.source.text
     device = ddp.device_for(opts.device, ctx)
     # What cannot fit in memory is refused before a run folder or any data exists.
@@ -93,6 +99,25 @@ def check_fit(compiled: Compiled, data: Dataset) -> None:
                             hint="set the number of classes (dataset) in the spec to match")
 
 
+def check_last_batch(compiled: Compiled, batch_size: int, images: int) -> None:
+    """Refuse an epoch whose last batch holds one image when a batch norm sees one value per channel.
+
+    torch's training-mode batch norm raises on that batch ("Expected more than 1 value per channel"),
+    mid-epoch. Keras and Caffe keep a short last batch (torch's DataLoader too, drop_last=False);
+    dropping it would train on other images than those asked for, so it is refused before training.
+    A convolution's batch norm over H x W > 1 positions has values enough and trains as usual.
+    """
+    if images % batch_size != 1 and batch_size != 1:
+        return
+    single = next((layer for layer in compiled.summary.layers
+                   if layer.kind == "batchnorm" and math.prod(layer.out_shape[1:]) == 1), None)
+    if single is not None:
+        last = "every batch holds" if batch_size == 1 else "the last batch of each epoch holds"
+        raise ArchlangError(f"{images} training images at batch size {batch_size}: {last} 1 image, and batch norm "
+                            f"(layer {single.path}) cannot train on one value per channel",
+                            hint="change --subset or --batch-size so that no batch holds a single image")
+
+
 def load_data(compiled: Compiled, plan: RunPlan, ctx: ddp.DistContext, opts: TrainOptions) -> Dataset:
     """The dataset, checked against the spec. Under torchrun rank 0 reads it first (downloading or
     decoding and caching it once); the other processes then read that copy instead of racing it."""
@@ -103,6 +128,8 @@ def load_data(compiled: Compiled, plan: RunPlan, ctx: ddp.DistContext, opts: Tra
                                        download=opts.download, cache_dir=opts.cache_dir,
                                        input_shape=tuple(compiled.input_shape))
         check_fit(compiled, data)
+        images = len(data.train) if plan.subset is None else min(plan.subset, len(data.train))
+        check_last_batch(compiled, r.batch_size, images)
         return data
 
     first = ddp.agreed(ctx, lambda: load() if ctx.is_main else None)
