@@ -28,6 +28,19 @@ from archlang.train.checkpointing import CheckpointWriter
 STEPS_PER_EPOCH = 391
 
 
+def _checkpoint_seconds(folder: Path, model, opt, sched, background: bool) -> tuple[list[float], int]:
+    """The time training waits for each of 3 checkpoints written to `folder`, and the last one's size."""
+    writer = CheckpointWriter(folder, background=background)
+    times = []
+    for i in range(3):
+        progress = Progress(epoch=i, step=0, totals=Totals(), history=[], run_hash="0" * 64, rng=[run_rng.capture()])
+        t = time.perf_counter()
+        writer.save(model, opt, sched, progress)
+        times.append(time.perf_counter() - t)
+    writer.close()
+    return times, list_checkpoints(folder)[-1].stat().st_size
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", default="wrn(depth=16, k=4)")
@@ -48,16 +61,8 @@ def main() -> None:
         F.cross_entropy(model(x), y).backward()
         opt.step()
     step = (time.perf_counter() - start) / args.steps
-    folder = Path(tempfile.mkdtemp())
-    writer = CheckpointWriter(folder, background=args.background)
-    times = []
-    for i in range(3):
-        progress = Progress(epoch=i, step=0, totals=Totals(), history=[], run_hash="0" * 64, rng=[run_rng.capture()])
-        t = time.perf_counter()
-        writer.save(model, opt, sched, progress)
-        times.append(time.perf_counter() - t)  # the time training waits
-    writer.close()
-    size = list_checkpoints(folder)[-1].stat().st_size
+    with tempfile.TemporaryDirectory(prefix="checkpoint-cost-") as tmp:
+        times, size = _checkpoint_seconds(Path(tmp), model, opt, sched, args.background)
     cost = statistics.median(times)
     epoch = step * STEPS_PER_EPOCH
     print(f"{args.spec}: {sum(t.numel() for t in model.parameters()):,} params, checkpoint {size:,} bytes; "

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 import random
-import statistics
 from pathlib import Path
 
 import jobs as jobs_module
+import stats
 from jobs import ROOT, Job, merge_results, parser, run_unless_collecting
 
-from archlang.runs import RunFolder
+from archlang.fileio import atomic_write_text
+from archlang.runs import RunFolder, is_done
 from archlang.runs.sweep import read_manifest
 
 PAPER = "Highway networks (Srivastava et al.)"
@@ -98,7 +99,7 @@ def spec_files(count: int) -> dict[tuple[str, int], list[Path]]:
                                      "(its runs were trained from it)")
                 if not path.is_file():
                     SPECS.mkdir(parents=True, exist_ok=True)
-                    path.write_text(text)
+                    atomic_write_text(path, text, what="sweep file")
                 paths.append(path)
             files[(kind, layers)] = paths
     return files
@@ -120,7 +121,7 @@ def curves(group: list[Job]) -> list[tuple[str, list[float], str]]:
         manifest = read_manifest(jobs_module.RUNS / job.name)
         for p in manifest.points if manifest else []:
             run = RunFolder(jobs_module.RUNS / job.name / p.name)
-            if run.status() in ("finished", "diverged"):
+            if is_done(run.status()):
                 found.append((p.name, [r.train_loss for r in run.read_metrics()], run.status()))
     return found
 
@@ -165,7 +166,7 @@ def results(all_jobs: dict[tuple[str, int], list[Job]], epochs: int, figure: Pat
         finals = [losses[-1] for _, losses in order]
         top = order[:10]
         best[(kind, layers)] = order[0][1]
-        top10[(kind, layers)] = [statistics.fmean(c[i] for _, c in top) for i in range(epochs)]
+        top10[(kind, layers)] = [stats.mean([c[i] for _, c in top]) for i in range(epochs)]
         base = {"paper": PAPER, "table": "Figure 1", "spec": group[0].spec, "epochs": epochs,
                 "settings": len(found), "trained": len(order), "diverged": sum(s == "diverged" for *_, s in found),
                 "scale": f"full MNIST, {epochs} epochs, {len(found)} random settings (paper: 100, epochs not stated)",
@@ -174,9 +175,8 @@ def results(all_jobs: dict[tuple[str, int], list[Job]], epochs: int, figure: Pat
         entries.append({**base, "metric": f"final training loss, best setting, {kind}, {layers} layers",
                         "paper_value": paper, "ours": float(f"{finals[0]:.3g}"), "best_setting": order[0][0]})
         entries.append({**base, "metric": f"final training loss, mean of the top 10 settings, {kind}, {layers} layers",
-                        "paper_value": None, "ours": float(f"{statistics.fmean(finals[:10]):.3g}"),
-                        "mean": statistics.fmean(finals[:10]),
-                        "std": statistics.stdev(finals[:10]) if len(top) > 1 else 0.0, "values": finals[:10]})
+                        "paper_value": None, "ours": float(f"{stats.mean(finals[:10]):.3g}"),
+                        "mean": stats.mean(finals[:10]), "std": stats.sample_std(finals[:10]), "values": finals[:10]})
     if best:
         plot(best, top10, figure)
     return entries

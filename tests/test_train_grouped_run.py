@@ -69,6 +69,7 @@ def test_stopped_and_resumed_group_equals_straight_group(tiny_mnist: Path, tmp_p
     pieces = _grouped(tiny_mnist, tmp_path, "pieces", [3, 5], max_steps=3)  # inside epoch 1 (4 steps)
     assert json.loads((pieces[1] / "summary.json").read_text())["status"] == "stopped"
     assert not (pieces[1] / "model.safetensors").exists()
+    _analyses_read_each_stopped_copy(pieces)
     _grouped(tiny_mnist, tmp_path, "pieces", resume=pieces[1], max_steps=3)  # any member resumes the group
     assert main(["train", "--resume", str(pieces[0]), "--no-progress", "--threads", "1", "--data-dir",
                  str(tiny_mnist)]) == 0  # the CLI finds the group in run.json
@@ -77,6 +78,20 @@ def test_stopped_and_resumed_group_equals_straight_group(tiny_mnist: Path, tmp_p
         assert all(torch.equal(wa[k], wb[k]) for k in wa), a.name
         assert _rows(a) == _rows(b)
         assert json.loads((b / "summary.json").read_text())["status"] == "finished"
+
+
+def _analyses_read_each_stopped_copy(folders: list[Path]) -> None:
+    """A stopped copy's weights are its slice of the group's newest grouped checkpoint, as a stopped
+    single run's are its newest checkpoint: every analysis reads it."""
+    from archlang.runs import load_run
+    from archlang.runs.checkpoint import read_grouped
+
+    newest = read_grouped(list_grouped(folders[0] / "checkpoints")[-1])
+    for i, folder in enumerate(folders):
+        mine = load_run(str(folder)).model.state_dict()
+        assert mine.keys() == newest.model.keys()
+        assert all(torch.equal(mine[k], newest.model[k][i]) for k in mine), folder.name
+    assert main(["gates", str(folders[1])]) == 0
 
 
 def test_unsupported_kind_is_one_message_exit_2(tiny_mnist: Path, tmp_path: Path, capsys) -> None:

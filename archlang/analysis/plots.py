@@ -9,15 +9,7 @@ from pathlib import Path
 from matplotlib.ticker import MaxNLocator
 
 from archlang.fileio import atomic_write_bytes
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from archlang.plotting import pyplot as _pyplot
 
 
 def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:

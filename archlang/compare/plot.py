@@ -65,12 +65,12 @@ def _lines(rows: list[Row], metric: str, x: str, varying: list[str]) -> dict[str
 
 def plot(rows: list[Row], metric: str, x: str, varying: list[str], stem: Path) -> list[Path]:
     """Write stem.png and stem.svg; returns their paths."""
-    from archlang.train.plots import _pyplot
+    from archlang.plotting import pyplot
 
     lines = _lines(rows, metric, x, varying)
     numeric = all(_number(at) is not None for pts in lines.values() for at, _ in pts)
     categories = list(dict.fromkeys(str(at) for pts in lines.values() for at, _ in pts))
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for label, points in lines.items():
         if numeric:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from torch import nn
 from archlang.compiler import Compiled, compile_spec
 from archlang.errors import ArchlangError, Source
 from archlang.parser import read_source
-from archlang.runs.checkpoint import latest_good_checkpoint
+from archlang.runs.checkpoint import latest_good_checkpoint, latest_good_grouped
 from archlang.runs.folder import RunFolder
 from archlang.weights import load_into, load_weights, read_weights
 
@@ -28,13 +29,34 @@ class LoadedRun:
 
 
 def run_weights(run: RunFolder) -> dict[str, torch.Tensor]:
-    """The final weights, else those of the newest good checkpoint."""
+    """The final weights, else those of the newest good checkpoint (for a grouped copy: its own copy
+    of the group's newest good grouped checkpoint, as a stopped single run gives its newest one)."""
     if run.has_model():
         return load_weights(run.model_path)
     state = latest_good_checkpoint(run.checkpoints)
-    if state is None:
+    if state is not None:
+        return state.model
+    copy = _grouped_copy_weights(run)
+    if copy is None:
         raise ArchlangError("the run has no weights yet (no final weights, no checkpoint)", path=str(run.path))
-    return state.model
+    return copy
+
+
+def _grouped_copy_weights(run: RunFolder) -> dict[str, torch.Tensor] | None:
+    """Copy i's tensors of its group's newest grouped checkpoint (kept in the first member's folder),
+    under the single network's names (the grouped tensors hold the copies on their first axis)."""
+    group = run.read_group() if run.is_run() else None
+    if group is None or run.path.name not in group["folders"]:
+        return None
+    leader = RunFolder(run.path.parent / group["folders"][0])
+    state = latest_good_grouped(leader.checkpoints, warn=lambda message: print(message, file=sys.stderr))
+    if state is None:
+        return None
+    i = group["folders"].index(run.path.name)
+    if i >= len(state.progress) or state.progress[i].run_hash != run.read_info().run_hash:
+        raise ArchlangError(f"grouped checkpoint {state.path.name} belongs to another group of runs",
+                            path=str(state.path), hint="move it out of checkpoints/ to read the one before it")
+    return {name: tensor[i].clone() for name, tensor in state.model.items()}
 
 
 def load_run(target: str, weights: str | None = None) -> LoadedRun:

@@ -6,7 +6,7 @@
 
 Every copy is an ordinary run folder; each one's run.json names the group ({"seeds", "folders"}),
 so `--resume` of any member's folder continues the whole group, each copy with its own saved spec
-and recipe.
+and recipe. The analyses read a stopped copy from the group's grouped checkpoint (archlang.runs.load).
 """
 
 from __future__ import annotations

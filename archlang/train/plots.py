@@ -12,14 +12,7 @@ from typing import Any
 
 from matplotlib.ticker import MaxNLocator
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+from archlang.plotting import pyplot as _pyplot
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
