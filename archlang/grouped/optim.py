@@ -87,6 +87,8 @@ class GroupedOptimizer:
         decay = [[0.0 if n in h.no_decay else h.weight_decay for n, _ in self.named] for h in self.hypers]
         self._weight_decay = self._expand(decay)
         self._decay_runs = self._runs(decay)
+        self._copy_index: torch.Tensor | None = None  # element -> its copy, built when first needed
+        self._vectors: dict[str, tuple[tuple[float, ...], Hyper]] = {}
 
     def _expand(self, values: Sequence[Sequence[float]]) -> Hyper:
         """values[g][j] for copy g, parameter j: a scalar when all agree, else a per-element vector."""
@@ -114,7 +116,24 @@ class GroupedOptimizer:
         return runs
 
     def _per_copy(self, values: Sequence[float]) -> Hyper:
-        return self._expand([[v] * len(self.sizes) for v in values])
+        """values[g] for copy g: a scalar when all agree, else a per-element vector, gathered from the G
+        values by each element's copy (one op; expanding it parameter by parameter took one op each)."""
+        if len(set(values)) == 1:
+            return float(values[0])
+        if self._copy_index is None:
+            self._copy_index = torch.cat([torch.arange(self.copies, dtype=torch.int32, device=self.flat.device)
+                                          .repeat_interleave(n) for n in self.sizes])
+        table = torch.tensor(list(values), dtype=torch.float64).to(self.flat.device, self.flat.dtype)
+        return torch.index_select(table, 0, self._copy_index)
+
+    def _constant(self, name: str, values: Sequence[float]) -> Hyper:
+        """_per_copy(values), rebuilt only when the values change: momentum, dampening and the betas
+        never do, lr once an epoch (measured: see the commit adding it), NAdam's step factors every step."""
+        key = tuple(values)
+        cached = self._vectors.get(name)
+        if cached is None or cached[0] != key:
+            cached = self._vectors[name] = (key, self._per_copy(key))
+        return cached[1]
 
     def _chunks(self) -> Iterator[slice]:
         for start in range(0, self.flat.numel(), CHUNK):
@@ -172,16 +191,16 @@ class GroupedOptimizer:
             self._fused_sgd(*shared.pop())
             return
         momentum = any(h.momentum != 0 for h in self.hypers)
-        hyper = {"lr": self._per_copy(self.lr)}
+        hyper = {"lr": self._constant("lr", self.lr)}
         if momentum:
             first = "momentum_buffer" not in self.state
             if first:
                 self.state["momentum_buffer"] = torch.empty_like(self.flat)
-            hyper.update(momentum=self._per_copy([h.momentum for h in self.hypers]),
-                         damp=self._per_copy([1 - h.dampening if h.momentum != 0 else 1.0 for h in self.hypers]))
+            hyper.update(momentum=self._constant("momentum", [h.momentum for h in self.hypers]),
+                         damp=self._constant("damp", [1 - h.dampening if h.momentum != 0 else 1.0 for h in self.hypers]))
             nesterov = {h.nesterov for h in self.hypers}
             if nesterov == {True, False}:
-                hyper["mask"] = self._per_copy([1.0 if h.nesterov else 0.0 for h in self.hypers])
+                hyper["mask"] = self._constant("mask", [1.0 if h.nesterov else 0.0 for h in self.hypers])
         scratch = torch.empty(min(CHUNK, self.flat.numel()), dtype=self.flat.dtype, device=self.flat.device)
         for piece in self._chunks():
             grad = self._decayed(piece, scratch)
@@ -244,10 +263,10 @@ class GroupedOptimizer:
         self.state["mu_product"].mul_(torch.tensor(mu, dtype=torch.float32, device=self.flat.device))
         product = self.state["mu_product"].tolist()
         lr = self.lr
-        return {"one_minus_b1": self._per_copy([1 - b for b in beta1]), "beta2": self._per_copy(beta2),
-                "one_minus_b2": self._per_copy([1 - b for b in beta2]),
+        return {"one_minus_b1": self._constant("one_minus_b1", [1 - b for b in beta1]),
+                "beta2": self._constant("beta2", beta2), "one_minus_b2": self._constant("one_minus_b2", [1 - b for b in beta2]),
                 "correction2": self._per_copy([1 - b**step for b in beta2]),
-                "eps": self._per_copy([h.eps for h in self.hypers]),
+                "eps": self._constant("eps", [h.eps for h in self.hypers]),
                 "grad_step": self._per_copy([-r * (1.0 - m) / (1.0 - p) for r, m, p in zip(lr, mu, product)]),
                 "avg_step": self._per_copy([(-r * n) / (1.0 - p * n) for r, n, p in zip(lr, mu_next, product)])}
 
