@@ -17,11 +17,12 @@ from archlang.grouped import (
     GroupedModel,
     grouped_loss,
     grouped_optimizer,
-    load_grouped,
     merge_states,
-    save_grouped,
     split_state,
 )
+from archlang.runs import Progress, Totals
+from archlang.runs import rng as run_rng
+from archlang.runs.checkpoint import read_grouped, write_grouped
 from archlang.train import model_tools
 from archlang.train.recipes import build_recipe
 
@@ -145,12 +146,40 @@ def test_three_steps_equal_single_runs(case):
             # Adam-type runs carry the rounding-level noise of _rounding_level into the outputs: the
             # single run's own logits after 3 steps differ by up to 6e-5 between 1 and 2 threads here,
             # and 1.07e-4 was seen inside the full suite; before any step they must agree to 1e-5.
-            torch.testing.assert_close(logits[i], out, atol=5e-4 if adam and step else 1e-5, rtol=0)
+            torch.testing.assert_close(logits[i], out, atol=2e-4 if adam and step else 1e-5, rtol=0)
             if step == 0 and adam:
                 loose.append(_rounding_level(model, 2 * 3 * recipes[i].lr))
             opt.step()
         if step in (0, 2):
             _assert_state_equal(grouped, [m for m, _ in runs], atol=1e-5, loose=loose or None)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_folded_gates_closed_or_open_match_single_runs(training):
+    """Gates folded into their body's batch norm (GFoldedResidual) with k from gate_init=glorot_uniform,
+    U(-sqrt 3, sqrt 3), as the k-glorot hypothesis trains them: closed gates (k <= 0, g = 0, no
+    gradient to k) beside open ones far from 1. Outputs and every parameter's gradient per copy
+    equal the single runs', in training and in eval mode."""
+    from archlang.grouped.layers import GFoldedResidual
+
+    compiled = archlang.compile_spec("mlp(depth=6, width=16, block=gated(residual))")
+    base = build_recipe("gated-mnist", overrides={"gate_init": "glorot_uniform"}).recipe
+    recipes = [base.model_copy(update={"seed": s}) for s in SEEDS]
+    grouped, _ = _grouped(compiled, recipes)
+    assert any(isinstance(m, GFoldedResidual) for m in grouped.modules())
+    ks = torch.cat([p.detach() for n, p in grouped.named_parameters() if n.endswith(".k")])
+    assert (ks <= 0).any() and (ks > 0).any() and ((ks - 1).abs() > 0.5).any()
+    singles = [_single(compiled, r)[0].train(training) for r in recipes]
+    x, y = _batches(compiled, 1)
+    logits = grouped.train(training)(x[0])
+    grouped_loss(logits, y[0]).sum().backward()
+    params = dict(grouped.named_parameters())
+    for i, single in enumerate(singles):
+        out = single(x[0, i])
+        F.cross_entropy(out, y[0, i]).backward()
+        torch.testing.assert_close(logits[i], out, atol=1e-5, rtol=0)
+        for name, p in single.named_parameters():
+            torch.testing.assert_close(params[name].grad[i], p.grad, atol=1e-5, rtol=0, msg=f"copy {i}: {name}")
 
 
 def test_per_copy_momentum_and_nesterov_match_torch_sgd():
@@ -187,10 +216,14 @@ def test_resume_through_safetensors_is_bit_identical(case, tmp_path):
 
     first, first_opt = _grouped(compiled, recipes)
     _train(first, first_opt, xs, ys, range(2))
-    save_grouped(tmp_path / "grouped.safetensors", first, first_opt)
+    # The trainer's grouped checkpoint (archlang.runs.checkpoint), the one format a resume reads.
+    progress = [Progress(epoch=0, step=2, totals=Totals(), history=[], run_hash="ab" * 32, rng=[run_rng.capture()])]
+    path = write_grouped(tmp_path, first.state_dict(), first_opt.state_dict(), progress * COPIES)
     resumed = GroupedModel.from_ir(compiled.network, [1, 2, 3])  # other seeds: everything must come from the file
     resumed_opt = grouped_optimizer(resumed, first_opt.hypers)
-    load_grouped(tmp_path / "grouped.safetensors", resumed, resumed_opt)
+    state = read_grouped(path)
+    resumed.load_state_dict(state.model)
+    resumed_opt.load_state_dict(state.optimizer)
     _train(resumed, resumed_opt, xs, ys, range(2, 4))
     for name, value in straight.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], value), name
@@ -227,9 +260,7 @@ def test_layers_without_grouped_form_are_refused_by_kind():
 def test_a_file_that_is_not_a_grouped_checkpoint_is_refused(tmp_path):
     from safetensors.torch import save_file
 
-    compiled = archlang.compile_spec("mlp(depth=2, width=8)")
-    model = GroupedModel.from_ir(compiled.network, SEEDS)
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ArchlangError) as err:
-        load_grouped(tmp_path / "other.safetensors", model)
-    assert err.value.message == "not a grouped checkpoint of 3 copies (format None, copies None)"
+        read_grouped(tmp_path / "other.safetensors")
+    assert err.value.message == "not an archlang grouped checkpoint (missing format tag)"

@@ -81,7 +81,7 @@ def test_gradients_accumulate_into_the_flat_buffer_and_stray_ones_are_taken_back
     assert params[0].grad.data_ptr() == optimizer.flat_grad.data_ptr()
 
 
-def test_a_gate_before_batch_norm_is_folded_and_keeps_its_name():
+def test_a_gate_after_its_bodys_batch_norm_is_folded_and_keeps_its_name():
     compiled = archlang.compile_spec(SPEC)
     model = GroupedModel.from_ir(compiled.network, [0, 1])
     folded = [m for m in model.modules() if isinstance(m, GFoldedResidual)]

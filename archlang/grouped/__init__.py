@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from archlang.grouped.model import SUPPORTED_KINDS, GroupedModel, check_supported, grouped_loss
 from archlang.grouped.optim import CopyHyper, GroupedOptimizer
-from archlang.grouped.state import load_grouped, merge_states, save_grouped, split_state
+from archlang.grouped.state import merge_states, split_state
 
 
 def grouped_optimizer(model: GroupedModel, hypers: Sequence[CopyHyper]) -> GroupedOptimizer:
@@ -25,4 +25,4 @@ def grouped_optimizer(model: GroupedModel, hypers: Sequence[CopyHyper]) -> Group
 
 
 __all__ = ["SUPPORTED_KINDS", "CopyHyper", "GroupedModel", "GroupedOptimizer", "check_supported", "grouped_loss",
-           "grouped_optimizer", "load_grouped", "merge_states", "save_grouped", "split_state"]
+           "grouped_optimizer", "merge_states", "split_state"]
