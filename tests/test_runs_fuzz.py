@@ -24,7 +24,8 @@ from archlang.runs import checkpoint as ckpt
 from archlang.runs import rng as run_rng
 from archlang.train.checkpointing import load_into
 
-EXAMPLES = int(os.environ.get("ARCHLANG_FUZZ_EXAMPLES", "1000"))
+# 100 examples by default keep the suite fast; ARCHLANG_FUZZ_EXAMPLES=1000 (or more) for the long run.
+EXAMPLES = int(os.environ.get("ARCHLANG_FUZZ_EXAMPLES", "100"))
 SPEC = "mlp(depth=2, width=8)"
 HASH = "f" * 64
 FILES = ["run.json", "recipe.resolved.yaml", "metrics.jsonl", "summary.json", "spec.arch", "checkpoint"]

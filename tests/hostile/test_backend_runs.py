@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 import archlang
 from archlang.cli import main
@@ -23,8 +24,8 @@ from archlang.runs.checkpoint import list_checkpoints, read_checkpoint, snapshot
 from archlang.train import TrainOptions, train
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (SHARED / "MNIST" / "raw").is_dir(), reason="../shared/data/MNIST absent")
+SHARED = SHARED_DATA  # tests/conftest.py's folder ($ARCHLANG_TEST_DATA, else ../shared/data)
+pytestmark = pytest.mark.usefixtures("shared_mnist")  # the shared fixture: skipped, saying why, without MNIST
 
 SPEC = "mlp(depth=2, width=16)"
 FAST = {"epochs": 3, "batch_size": 32}
