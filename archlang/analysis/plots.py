@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from matplotlib.ticker import MaxNLocator
 
@@ -22,9 +23,10 @@ def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> N
     _save(plt, fig, path)
 
 
-def _save(plt, fig, path: Path) -> None:
+def _save(plt, fig, path: Path, layout: bool = True) -> None:
     """Render in memory and write atomically: a full disk leaves the previous figure, not half a PNG."""
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
@@ -72,3 +74,48 @@ def plot_gates(rows: Sequence, activity: dict[str, float], path: Path, title: st
     fig.suptitle(title, fontsize=8)
     _save(plt, fig, path)
     return True
+
+
+def plot_maps(panels: Sequence[tuple[str, Any]], path: Path, title: str, *, columns: int | None = None,
+              centred: bool = False) -> None:
+    """Highway Figs. 2 and 3: one heatmap per (title, layers x blocks array), layer down, block across.
+
+    centred: one colour scale for every panel, symmetric about 0, with one colour bar (Fig. 3's
+    differences); otherwise each panel has its own colour bar (Fig. 2's biases, gate outputs and
+    block outputs differ in range)."""
+    import numpy as np
+
+    plt = _pyplot()
+    columns = columns or len(panels)
+    rows = (len(panels) + columns - 1) // columns
+    width, height = 2.7 * columns, 2.5 * rows + 0.9
+    fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False, sharex=True, sharey=True)
+    arrays = [np.asarray(a, dtype=float) for _, a in panels]
+    limit = max(float(np.nanmax(np.abs(a))) for a in arrays) if centred and arrays else 0.0
+    limit = limit or 1.0  # an all-zero map still needs a colour scale
+    scale = {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit} if centred else {"cmap": "viridis"}
+    for ax, (label, _), array in zip(axes.flat, panels, arrays):
+        # Rows and columns numbered from 1, the first highway layer at the top, as in the paper.
+        extent = (0.5, array.shape[1] + 0.5, array.shape[0] + 0.5, 0.5)
+        image = ax.imshow(array, aspect="auto", interpolation="nearest", extent=extent, **scale)
+        if not centred:
+            _colour_bar(fig, image, ax)
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("block")
+        ax.set_ylabel("layer")
+        ax.label_outer()  # the panels share both axes: numbers and labels on the outer ones only
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=8)
+    # A fixed layout: tight_layout measured every tick label again (about half the drawing time).
+    fig.subplots_adjust(left=0.6 / width, right=1 - (0.9 if centred else 0.5) / width, bottom=0.5 / height,
+                        top=1 - 0.75 / height, wspace=0.2 if centred else 0.55, hspace=0.3)
+    if centred and panels:
+        _colour_bar(fig, image, list(axes.flat))  # after the layout: one bar beside all the panels
+    _save(plt, fig, path, layout=False)
+
+
+def _colour_bar(fig, image, ax) -> None:
+    bar = fig.colorbar(image, ax=ax, fraction=0.05 if not isinstance(ax, list) else 0.02, pad=0.03)
+    bar.formatter.set_useOffset(False)  # biases near -2 would read "0.0000" with a "-2" offset
+    bar.update_ticks()
