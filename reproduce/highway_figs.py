@@ -1,0 +1,331 @@
+"""Highway networks Figures 2-4 on MNIST: gate biases, gate activity and lesioning of the best 50-layer tanh net.
+
+The command order (the search trains the nets this script analyses):
+
+    python reproduce/highway_fig1.py --time-limit 120   # first: the Figure 1 random search; again until it is done
+    python reproduce/highway_figs.py                    # then: Figures 2-4 of its best finished depth-50 tanh run
+    python reproduce/highway_figs.py --run PATH         # Figures 2-4 of any finished highway run folder instead
+    python reproduce/highway_figs.py --project          # CPU seconds of the evaluation, on a fresh 50-layer net
+    python reproduce/highway_figs.py --smoke            # CI: a tiny net trained a few steps; outputs in a temp dir
+
+Srivastava et al., "Training Very Deep Networks", Sec. 4: Figure 2 shows, for the best 50-hidden-layer
+fully-connected highway net (a plain first layer to 50 units, then 49 highway layers of 50 blocks,
+tanh), (a) the transform gate biases, (b) the mean transform gate output over all training examples,
+(c) the gate outputs and (d) the block outputs for one random training sample, each layer x block;
+Figure 3 each digit class's mean gate activity minus the all-sample mean; Figure 4 the training set
+error with all transform gates of one layer closed (T = 0: the layer copies its input), per layer,
+with the unlesioned error as a dashed line. Everything is evaluated over the 60,000 training images
+in batches of 1,000 (eval mode, no gradients).
+
+Which net: footnote 3, "best" is "obtained via random search over hyperparameters to minimize the
+best training set error achieved using each configuration". So among the finished depth-50 tanh
+runs of the Figure 1 search (reproduce/highway_fig1/highway-50-part*.arch; diverged and unfinished
+runs never count) the one whose lowest per-epoch training error is lowest, ties broken by the lower
+final training loss. Our search is 20 settings per depth and type (9 of the first 20 tanh), 10 epochs
+each; the paper's was 100 runs.
+
+What the paper has that this cannot: the bottom rows of Figures 2-4 are a CIFAR-100 net, and CIFAR-100
+is not on this machine (/work/shared/data has MNIST and CIFAR-10 only); the MNIST panels are all
+reproduced. The paper's numbers for these figures are read off its text (the figures themselves are
+not in our copy): biases initialised to -2 "mostly decreased further", most change in the first
+~15 layers, and lesioning layers 15-45 has close to no effect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import highway_fig1
+import jobs as jobs_module
+from jobs import ROOT, merge_results
+
+from archlang.errors import ArchlangError
+from archlang.runs import RunFolder
+from archlang.runs.sweep import read_manifest
+
+if TYPE_CHECKING:  # torch is imported only once there is work: choosing (or refusing) a run needs none
+    import torch
+
+    from archlang.analysis.gates import HighwayMaps
+    from archlang.analysis.prune import Lesion
+    from archlang.runs import LoadedRun
+
+PAPER = highway_fig1.PAPER
+TABLE = "Figures 2-4"
+LAYERS = 50  # the paper's "50 hidden layer" net: the plain first layer and 49 highway layers
+SAMPLE_SEED = 2015  # picks Figure 2's "single random training sample"
+BATCH = 1000  # evaluation batch: bounds the memory whatever the dataset's size
+MATTERS = 1.0  # points of training error a lesion must add for the layer to count as used
+PAPER_LAST_USED = 15  # Sec. 4.2: "layers 15 - 45 seem to have close to no effect" (MNIST)
+FIGURES = {n: ROOT / "reproduce" / f"highway_fig{n}.png" for n in (2, 3, 4)}
+SMOKE_SPEC = 'mlp(depth=5, width=50, block=highway, bn=false, act="tanh", bias_init=-2.0)'
+FRESH_SPEC = f'mlp(depth={LAYERS - 1}, width=50, block=highway, bn=false, act="tanh", bias_init=-2.0)'
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Figures 2-4's numbers for one run, with the CPU seconds of the two passes over the data."""
+
+    run: LoadedRun
+    maps: HighwayMaps
+    bias: torch.Tensor  # (layers, blocks) transform gate biases
+    initial_bias: torch.Tensor  # (layers,) the spec's bias_init of each highway layer
+    baseline: float  # training error (%), not lesioned
+    lesions: list[Lesion]
+    images: int
+    maps_seconds: float
+    lesion_seconds: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    run: RunFolder
+    best_error: float  # lowest per-epoch training error (%): footnote 3's criterion
+    final_loss: float
+
+
+def search_runs() -> list[RunFolder]:
+    """Every depth-50 tanh highway point of the Figure 1 search, as that script names and collects them."""
+    parts = len(list(highway_fig1.SPECS.glob(f"highway-{LAYERS}-part*.arch")))
+    group = highway_fig1.jobs(highway_fig1.BLOCK * max(parts, 1), highway_fig1.EPOCHS).get(("highway", LAYERS), [])
+    found = []
+    for job in group:
+        manifest = read_manifest(jobs_module.RUNS / job.name)
+        for point in manifest.points if manifest else []:
+            if point.values.get("a", "").strip('"') == "tanh":
+                found.append(RunFolder(jobs_module.RUNS / job.name / point.name))
+    return found
+
+
+def ranked(runs: list[RunFolder]) -> list[Candidate]:
+    """The finished runs, best first by footnote 3 (lowest training error reached), then final loss."""
+    found = []
+    for run in runs:
+        rows = run.read_metrics() if run.status() == "finished" else []
+        errors = [r.train_error for r in rows if r.train_error == r.train_error]  # NaN never ranks
+        if errors:
+            found.append(Candidate(run, min(errors), rows[-1].train_loss))
+    return sorted(found, key=lambda c: (c.best_error, c.final_loss))
+
+
+def no_finished_run() -> ArchlangError:
+    where = jobs_module.RUNS / f"highway-fig1/highway-{LAYERS}-part*"
+    return ArchlangError(f"no finished depth-{LAYERS} tanh highway run under {where}: run "
+                         "`python reproduce/highway_fig1.py --time-limit M` first, or give --run PATH")
+
+
+def finished_run(path: str) -> RunFolder:
+    run = RunFolder.open(path)
+    if run.status() != "finished":
+        raise ArchlangError(f"the run is {run.status()}, not finished", path=path,
+                            hint="finish it (archlang train --resume), or give a finished highway run")
+    return run
+
+
+def sample_index(total: int) -> int:
+    return random.Random(SAMPLE_SEED).randrange(total)
+
+
+def analyse(path: Path, data_dir: str | None, subset: int | None) -> Analysis:
+    """Figures 2-4's numbers for one run folder: the gate maps in one pass, then one pass per lesion."""
+    import torch
+
+    from archlang.analysis.gates import gate_biases, highway_maps
+    from archlang.analysis.prune import lesion
+    from archlang.analysis.run import data_loader, load_run
+    from archlang.analysis.sites import sites
+
+    run = load_run(str(path))
+    loader = data_loader(run, "train", data_dir, subset, batch_size=BATCH)
+    index = sample_index(loader.total)
+    start = time.process_time()
+    maps = highway_maps(run.model, loader.batches(0), run.compiled.num_classes, index)
+    maps_seconds = time.process_time() - start
+    start = time.process_time()
+    baseline, lesions = lesion(run, loader)
+    initial = [s.node.bias_init for s in sites(run.compiled.network) if s.kind == "highway"]  # type: ignore[attr-defined]
+    return Analysis(run, maps, gate_biases(run.model), torch.tensor(initial), baseline, lesions, loader.total,
+                    maps_seconds, time.process_time() - start)
+
+
+def draw(found: Analysis, figures: dict[int, Path]) -> None:
+    from archlang.analysis.plots import plot_lesion, plot_maps
+
+    maps = found.maps
+    title = textwrap.fill(f"{found.run.compiled.canonical} ({found.images} training images)", 75)
+    plot_maps([("(a) transform gate bias", found.bias), ("(b) mean transform gate output", maps.mean_t),
+               (f"(c) transform gate outputs, sample {maps.sample_index}", maps.sample_t),
+               (f"(d) block outputs, sample {maps.sample_index} (digit {maps.sample_label})", maps.sample_y)],
+              figures[2], title)
+    difference = maps.class_difference()
+    plot_maps([(f"digit {c}: mean T - mean over all", difference[c]) for c in range(len(difference))],
+              figures[3], title, columns=5, centred=True)
+    plot_lesion(found.baseline, found.lesions, figures[4], title)
+
+
+def lesion_numbers(baseline: float, lesions: list[Lesion]) -> dict[str, Any]:
+    """Fig. 4 in numbers: the layers whose lesion adds more than MATTERS points of training error."""
+    used = [x.layer for x in lesions if x.error - baseline > MATTERS]
+    worst = max(lesions, key=lambda x: x.error)
+    return {"used": used, "last_used": max(used) if used else 0, "worst_layer": worst.layer, "worst": worst.error}
+
+
+def rows(found: Analysis, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """results.json rows: Fig. 4's errors and Fig. 2's gate statistics (Fig. 3 is read off its figure)."""
+    maps, bias, baseline, lesions = found.maps, found.bias, found.baseline, found.lesions
+    numbers = lesion_numbers(baseline, lesions)
+    below = float((bias < found.initial_bias[:, None]).double().mean())
+
+    def row(metric: str, ours: float, paper: str | None, **extra: Any) -> dict[str, Any]:
+        value = ours if isinstance(ours, int) else float(f"{ours:.4g}")
+        return {**base, "metric": metric, "paper_value": paper, "ours": value, **extra}
+
+    errors = [x.error for x in lesions]
+    return [
+        row("training error (%), not lesioned", baseline, "near 0 (Fig. 4's dashed line)"),
+        row("training error (%), worst single-layer lesion", numbers["worst"], None, layer=numbers["worst_layer"],
+            values=errors, baseline=baseline),  # every layer's lesioned error, and the unlesioned one unrounded
+        row(f"layers whose lesion raises training error by > {MATTERS:g} point", len(numbers["used"]),
+            "the early layers; about 60% of the layers have close to no effect", layers=numbers["used"]),
+        row(f"last layer whose lesion raises training error by > {MATTERS:g} point", numbers["last_used"],
+            f"~{PAPER_LAST_USED} (\"layers 15 - 45 seem to have close to no effect\")"),
+        row("mean transform gate output, all gates and training images", float(maps.mean_t.mean()), None),
+        row("fraction of gates whose mean output T < 0.1", float((maps.mean_t < 0.1).double().mean()), None),
+        row("fraction of gate biases below their initial value", below, "most (\"most biases decreased further\")",
+            initial=sorted(set(found.initial_bias.tolist()))),
+    ]
+
+
+def base_row(found: Analysis, selection: str, data_dir: str | None, subset: int | None) -> dict[str, Any]:
+    run = found.run
+    where = Path(run.folder).resolve()
+    shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
+    command = f"python reproduce/highway_figs.py --run {shown}" + (f" --subset {subset}" if subset else "")
+    return {"paper": PAPER, "table": TABLE, "spec": run.compiled.canonical, "run": str(shown),
+            "selection": selection, "epochs": run.recipe.get("epochs"), "sample_index": found.maps.sample_index,
+            "scale": f"MNIST, {found.images} training images (CIFAR-100 panels: no CIFAR-100 here)",
+            "command": command + (f" --data-dir {data_dir}" if data_dir else "")}
+
+
+def choose(args: argparse.Namespace) -> tuple[Path, str]:
+    """The run to analyse and a line saying why it is that one."""
+    if args.run:
+        return finished_run(args.run).path, "given with --run"
+    order = ranked(search_runs())
+    if not order:
+        raise no_finished_run()
+    best = order[0]
+    return best.run.path, (f"best of {len(order)} finished depth-{LAYERS} tanh runs of the Figure 1 search by "
+                           f"lowest training error reached ({best.best_error:.3g}%, footnote 3), then final loss")
+
+
+def report(found: Analysis, selection: str, args: argparse.Namespace, figures: dict[int, Path]) -> list[dict]:
+    draw(found, figures)
+    entries = rows(found, base_row(found, selection, args.data_dir, args.subset))
+    print(f"run: {found.run.folder} ({selection})")
+    print(f"sample: training image {found.maps.sample_index} (random.Random({SAMPLE_SEED}))")
+    for e in entries:
+        print(f"  {e['metric']}: {e['ours']}" + (f"   (paper: {e['paper_value']})" if e["paper_value"] else ""))
+    print(f"CPU seconds: gate maps {found.maps_seconds:.1f}, lesions {found.lesion_seconds:.1f} "
+          f"over {found.images} images")
+    print("figures: " + ", ".join(str(p) for p in figures.values()))
+    return entries
+
+
+def smoke(folder: Path, data_dir: str) -> int:
+    """Train a tiny highway net for 6 steps with `archlang train`, then the whole analysis into `folder`."""
+    import json
+
+    from archlang.cli import main as archlang
+    from archlang.fileio import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = folder / "smoke.arch"
+    spec.write_text(SMOKE_SPEC + "\n")
+    # In this process: the imports are paid once, so the smoke takes seconds.
+    code = archlang(["train", str(spec), "--recipe", "highway-mnist", "--epochs", "1", "--subset", "600",
+                     "--eval-subset", "200", "--data-dir", data_dir, "--out", str(folder), "--name", "smoke-highway",
+                     "--threads", "1", "--no-progress"])
+    if code:
+        return code
+    found = analyse(folder / "smoke-highway", data_dir, 600)
+    args = argparse.Namespace(data_dir=data_dir, subset=600)
+    entries = report(found, "smoke: a 6-step tiny net", args, {n: folder / f"highway_fig{n}.png" for n in FIGURES})
+    atomic_write_text(folder / "results.json", json.dumps(entries, indent=2) + "\n", what="the smoke's results")
+    print(f"{len(entries)} results (smoke: not merged) in {folder / 'results.json'}")
+    return 0
+
+
+def project(data_dir: str) -> None:
+    """CPU seconds of one gate-map pass and one evaluation over the training set, on a fresh 50-layer net."""
+    from archlang.analysis.gates import highway_maps
+    from archlang.analysis.run import data_loader, error_percent, load_run
+
+    run = load_run(FRESH_SPEC)
+    loader = data_loader(run, "train", data_dir, None, batch_size=BATCH, dataset="mnist", recipe="highway-mnist")
+    start = time.process_time()
+    highway_maps(run.model, loader.batches(0), 10, sample_index(loader.total))
+    maps = time.process_time() - start
+    start = time.process_time()
+    error_percent(run.model, loader)
+    once = time.process_time() - start
+    print(f"fresh {FRESH_SPEC} over {loader.total} training images, CPU seconds: gate maps {maps:.1f}, "
+          f"one evaluation {once:.1f}; all of Figures 2-4 (maps, then {LAYERS} evaluations): "
+          f"about {maps + LAYERS * once:.0f} s")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", metavar="PATH", help="analyse this finished highway run folder instead of the "
+                   "search's best depth-50 tanh run")
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"), help="where MNIST is")
+    p.add_argument("--subset", type=int, help="evaluate on the first N training images only (not the paper's)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--project", action="store_true", help="time the evaluation on a fresh 50-layer net; "
+                   "reads no run, writes nothing")
+    p.add_argument("--smoke", nargs="?", const="", metavar="DIR", help="train a tiny net a few steps and "
+                   "make the figures and rows from it in DIR (default: a new temp dir); nothing merged")
+    args = p.parse_args(argv)
+    if args.subset is not None and args.subset < 1:
+        p.error(f"--subset must be a positive number of images, got {args.subset}")
+    return args
+
+
+def threads(count: int) -> None:
+    """Set only once there is work: the choice of a run, and its refusal, import no torch."""
+    import torch
+
+    torch.set_num_threads(count)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        if args.smoke is not None:
+            threads(args.threads)
+            return smoke(Path(args.smoke or tempfile.mkdtemp(prefix="highway-figs-")).resolve(), args.data_dir)
+        if args.project:
+            threads(args.threads)
+            project(args.data_dir)
+            return 0
+        path, selection = choose(args)
+        threads(args.threads)
+        entries = report(analyse(path, args.data_dir, args.subset), selection, args, FIGURES)
+    except ArchlangError as err:
+        print(err.render(), file=sys.stderr)
+        return 2
+    merge_results(entries, (PAPER, TABLE))
+    print(f"{len(entries)} results merged into {jobs_module.RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

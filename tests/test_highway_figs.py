@@ -1,0 +1,172 @@
+"""reproduce/highway_figs.py and the analyses behind it (Highway Figs. 2-4): per-block gate maps by hand,
+lesioning as a gate bias of -inf, class differences, which run is "best", and the no-run exit."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from threads import one_thread  # noqa: F401 (autouse: one torch thread in this module)
+
+from archlang.analysis.gates import gate_biases, highway_layers, highway_maps
+from archlang.analysis.prune import Lesion, lesion
+from archlang.analysis.run import error_percent
+from archlang.analysis.transform import transfer
+from archlang.compiler import compile_spec
+from archlang.runs import LoadedRun, MetricsRow, RunFolder, RunIdentity, Summary
+from archlang.runs.sweep import manifest_of, write_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "reproduce"))  # the scripts import their neighbour `jobs` so
+
+import highway_figs
+import jobs
+
+SPEC = 'mlp(depth=3, width=6, block=highway, bn=false, act="tanh", bias_init=0.0)'
+
+
+class Batches:
+    """The loader interface evaluate() and lesion() read: batches(epoch) -> (x, label) pairs."""
+
+    def __init__(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.pairs = pairs
+
+    def batches(self, _epoch: int):
+        return iter(self.pairs)
+
+
+def _net(seed: int = 0):
+    torch.manual_seed(seed)
+    compiled = compile_spec(SPEC)
+    return compiled, compiled.build().eval()
+
+
+def _by_hand(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, L, B) gate outputs T and block outputs y from the weights: y = tanh(W_h h + b_h) T + h (1 - T)."""
+    first = model[1]
+    h = torch.tanh(x.flatten(1) @ first.weight.T + first.bias)
+    ts, ys = [], []
+    for _, layer in highway_layers(model):
+        t = torch.sigmoid(h @ layer.t.weight.T + layer.t.bias)
+        h = torch.tanh(h @ layer.h.weight.T + layer.h.bias) * t + h * (1 - t)
+        ts.append(t)
+        ys.append(h)
+    return torch.stack(ts, 1).double(), torch.stack(ys, 1).double()
+
+
+def test_per_block_maps_are_the_hand_computed_gates_of_every_layer_class_and_the_sample() -> None:
+    _, model = _net()
+    x = torch.randn(30, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(30) % 7  # classes 7-9 never seen
+    maps = highway_maps(model, [(x[:13], y[:13]), (x[13:], y[13:])], 10, sample_index=17)  # uneven batches
+    with torch.no_grad():
+        t, out = _by_hand(model, x)
+    assert maps.mean_t.shape == (3, 6)
+    assert torch.allclose(maps.mean_t, t.mean(0), atol=1e-6, rtol=0)
+    for c in range(7):
+        assert torch.allclose(maps.class_mean_t[c], t[y == c].mean(0), atol=1e-6, rtol=0)
+    assert torch.isnan(maps.class_mean_t[7:]).all() and maps.class_counts.tolist() == [5, 5] + [4] * 5 + [0] * 3
+    assert torch.allclose(maps.sample_t, t[17], atol=1e-6, rtol=0) and maps.sample_label == 17 % 7
+    assert torch.allclose(maps.sample_y, out[17], atol=1e-6, rtol=0)
+    assert torch.equal(gate_biases(model), torch.stack([m.t.bias.detach() for _, m in highway_layers(model)]).double())
+
+
+def test_class_differences_weighted_by_class_counts_sum_to_zero() -> None:
+    _, model = _net(2)
+    x = torch.randn(57, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    y = torch.randint(0, 10, (57,), generator=torch.Generator().manual_seed(4))
+    y[:10] = torch.arange(10)  # every class present, in unequal numbers
+    maps = highway_maps(model, [(x[:20], y[:20]), (x[20:], y[20:])], 10)
+    weighted = (maps.class_counts[:, None, None] * maps.class_difference()).sum(0)
+    assert maps.class_difference().abs().max() > 1e-3  # the classes do differ
+    assert weighted.abs().max() < 1e-9
+
+
+def test_lesioning_a_layer_is_the_network_with_that_layers_gate_bias_at_minus_infinity() -> None:
+    compiled, model = _net(5)
+    x = torch.randn(200, 1, 28, 28, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        labels = model(x).argmax(1)  # the unlesioned net is right on every image
+    loader = Batches([(x[:120], labels[:120]), (x[120:], labels[120:])])
+    baseline, lesions = lesion(LoadedRun(compiled, model, None, {}, {}), loader)
+    assert baseline == 0.0 and [x.layer for x in lesions] == [1, 2, 3] and max(x.error for x in lesions) > 0
+    for found in lesions:
+        closed = copy.deepcopy(model)
+        with torch.no_grad():
+            closed.get_submodule(found.module_path).t.bias.fill_(float("-inf"))
+            assert torch.equal(closed(x), transfer(model, compiled.network, {found.module_path}).eval()(x))
+        assert found.error == error_percent(closed, loader)
+
+
+def test_the_last_layer_that_matters_is_the_last_whose_lesion_adds_over_one_point() -> None:
+    errors = [9.0, 3.0, 1.4, 1.6, 1.2, 1.5]
+    numbers = highway_figs.lesion_numbers(0.5, [Lesion(i, f"{i}", e) for i, e in enumerate(errors, 1)])
+    assert numbers == {"used": [1, 2, 4], "last_used": 4, "worst_layer": 1, "worst": 9.0}
+
+
+def _fake_run(path: Path, status: str, errors: list[float], losses: list[float]) -> None:
+    run = RunFolder.create(path)
+    run.write_identity(RunIdentity("x", "x", "", {}, "0" * 64), {})
+    for epoch, (error, loss) in enumerate(zip(errors, losses), 1):
+        run.append_metrics(MetricsRow(epoch=epoch, train_loss=loss, train_error=error, lr=0.1, seconds=1.0))
+    run.write_summary(Summary(status=status, epochs_done=len(errors), epochs=3))  # type: ignore[arg-type]
+    run.unlock()
+
+
+def test_the_best_run_is_the_finished_tanh_run_with_the_lowest_training_error_reached(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(jobs, "RUNS", tmp_path)
+    sweep = tmp_path / "highway-fig1" / f"highway-{highway_figs.LAYERS}-part1"
+    points = {  # name: (activation, status, training error per epoch, training loss per epoch)
+        "low-final-loss": ("tanh", "finished", [5.0, 0.4, 0.5], [1.0, 0.02, 0.01]),
+        "best": ("tanh", "finished", [4.0, 0.3, 0.6], [1.0, 0.03, 0.05]),
+        "tie-higher-loss": ("tanh", "finished", [4.0, 0.3, 0.6], [1.0, 0.03, 0.09]),
+        "relu": ("relu", "finished", [0.1, 0.1, 0.1], [0.01] * 3),
+        "diverged": ("tanh", "diverged", [0.05], [0.01]),
+        "unfinished": ("tanh", "stopped", [0.01], [0.01]),
+    }
+    records = [{"index": i, "name": name, "values": {"a": f'"{act}"'}, "spec": "x", "params": 0}
+               for i, (name, (act, *_)) in enumerate(points.items())]
+    sweep.mkdir(parents=True)
+    write_manifest(sweep, manifest_of("x", records))
+    for name, (_, status, errors, losses) in points.items():
+        _fake_run(sweep / name, status, errors, losses)
+    assert [c.run.path.name for c in highway_figs.ranked(highway_figs.search_runs())] == [
+        "best", "tie-higher-loss", "low-final-loss"]
+    path, why = highway_figs.choose(argparse.Namespace(run=None))
+    assert path == sweep / "best" and "of 3 finished" in why
+    assert highway_figs.choose(argparse.Namespace(run=str(sweep / "relu")))[0] == sweep / "relu"
+    with pytest.raises(highway_figs.ArchlangError, match="the run is stopped, not finished"):
+        highway_figs.choose(argparse.Namespace(run=str(sweep / "unfinished")))
+
+
+def test_without_a_finished_run_it_says_so_in_one_line_and_exits_2(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(jobs, "RUNS", tmp_path)
+    assert highway_figs.main(["--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no finished depth-50 tanh highway run") and "highway_fig1.py" in err
+    assert "\n" not in err
+    assert highway_figs.main(["--run", str(tmp_path / "missing")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
+
+
+def test_smoke_trains_a_tiny_net_and_writes_figures_and_rows_beside_it_only(shared_mnist, tmp_path, capsys) -> None:
+    committed = {p: p.read_bytes() for p in [*highway_figs.FIGURES.values(), jobs.RESULTS] if p.is_file()}
+    assert highway_figs.main(["--smoke", str(tmp_path), "--data-dir", str(shared_mnist)]) == 0
+    assert all((tmp_path / f"highway_fig{n}.png").stat().st_size > 10_000 for n in (2, 3, 4))
+    rows = {r["metric"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    baseline = rows["training error (%), not lesioned"]
+    assert "600 training images" in baseline["scale"] and baseline["sample_index"] == highway_figs.sample_index(600)
+    worst = rows["training error (%), worst single-layer lesion"]
+    errors = worst["values"]
+    assert len(errors) == 5 and worst["ours"] == float(f"{max(errors):.4g}")
+    assert baseline["ours"] == float(f"{worst['baseline']:.4g}")
+    used = [i for i, e in enumerate(errors, 1) if e - worst["baseline"] > 1.0]
+    assert rows["last layer whose lesion raises training error by > 1 point"]["ours"] == (max(used) if used else 0)
+    assert RunFolder(tmp_path / "smoke-highway").status() == "finished"
+    assert {p: p.read_bytes() for p in committed} == committed  # the committed outputs are left alone
+    assert "not merged" in capsys.readouterr().out
