@@ -157,17 +157,10 @@ def analyse(path: Path, data_dir: str | None, subset: int | None) -> Analysis:
 
 
 def draw(found: Analysis, figures: dict[int, Path]) -> None:
-    from archlang.analysis.plots import plot_lesion, plot_maps
+    from archlang.analysis.plots import plot_highway_maps, plot_lesion
 
-    maps = found.maps
     title = textwrap.fill(f"{found.run.compiled.canonical} ({found.images} training images)", 75)
-    plot_maps([("(a) transform gate bias", found.bias), ("(b) mean transform gate output", maps.mean_t),
-               (f"(c) transform gate outputs, sample {maps.sample_index}", maps.sample_t),
-               (f"(d) block outputs, sample {maps.sample_index} (digit {maps.sample_label})", maps.sample_y)],
-              figures[2], title)
-    difference = maps.class_difference()
-    plot_maps([(f"digit {c}: mean T - mean over all", difference[c]) for c in range(len(difference))],
-              figures[3], title, columns=5, centred=True)
+    plot_highway_maps(found.maps, found.bias, (figures[2], figures[3]), title, unit="digit")
     plot_lesion(found.baseline, found.lesions, figures[4], title)
 
 

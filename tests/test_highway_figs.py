@@ -170,3 +170,19 @@ def test_smoke_trains_a_tiny_net_and_writes_figures_and_rows_beside_it_only(shar
     assert RunFolder(tmp_path / "smoke-highway").status() == "finished"
     assert {p: p.read_bytes() for p in committed} == committed  # the committed outputs are left alone
     assert "not merged" in capsys.readouterr().out
+
+
+def test_gates_maps_draws_figures_2_and_3_of_any_highway_run(tiny_mnist, tmp_path, capsys) -> None:
+    from archlang.cli import main as archlang
+
+    compiled = compile_spec(SPEC)
+    run = RunFolder.create(tmp_path / "run")
+    run.write_identity(RunIdentity(SPEC, compiled.canonical, "", {}, "0" * 64),
+                       {"dataset": "mnist", "data_dir": str(tiny_mnist)})
+    run.write_model(compiled.build().state_dict())
+    run.unlock()
+    assert archlang(["gates", str(run.path), "--maps", "--out", str(tmp_path / "out")]) == 0
+    assert all((tmp_path / "out" / name).stat().st_size > 5_000 for name in ("gate-maps.png", "gate-classes.png"))
+    assert f"plot: {tmp_path / 'out' / 'gate-classes.png'}" in capsys.readouterr().out
+    assert archlang(["gates", str(run.path), "--maps", "--no-data"]) == 2
+    assert "--maps needs highway layers and their data (drop --no-data)" in capsys.readouterr().err

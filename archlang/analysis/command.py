@@ -107,11 +107,17 @@ def run_gates(args: argparse.Namespace) -> int:
     if not rows:
         raise ArchlangError("the network has no gates, Dirac layers or highway layers",
                             hint="gates applies to gated(...), dirac(...) and highway(...) networks")
+    highway = any(r.kind == "highway" for r in rows)
+    if args.maps and (args.no_data or not highway):
+        raise ArchlangError("--maps needs highway layers and their data" + (" (drop --no-data)" if highway else ""),
+                            hint="the maps are Highway Figs. 2-3: transform gates per layer and block")
     activity: dict[str, float] = {}
-    if any(r.kind == "highway" for r in rows) and not args.no_data:
+    maps: list[Path] = []
+    if highway and not args.no_data:
         loader = data_loader(run, "test", args.data_dir, args.subset or 2000, dataset=args.dataset,
                              recipe=args.recipe)
         activity = highway_activity(run.model, loader.batches(0))
+        maps = _gate_maps(run, loader, _out_dir(args, run)) if args.maps else []
     table = [[r.kind, r.layer, r.path, *[f"{k}={v:.4g}" for k, v in r.values.items()],
               *([f"mean T={activity[r.path]:.4g}"] if r.path in activity else [])] for r in rows]
     width = max(len(t) for t in table)
@@ -124,7 +130,20 @@ def run_gates(args: argparse.Namespace) -> int:
     out = _out_dir(args, run) / "gates.png"
     if plot_gates(rows, activity, out, run.compiled.canonical[:60]) and not args.json:
         print(f"plot: {out}")
+    if args.maps and not args.json:
+        print("\n".join(f"plot: {p}" for p in maps))
     return 0
+
+
+def _gate_maps(run, loader, folder: Path) -> list[Path]:
+    """Highway Figs. 2-3 per layer and block over the loader's images (sample: the first image)."""
+    from archlang.analysis.gates import gate_biases, highway_maps
+    from archlang.analysis.plots import plot_highway_maps
+
+    maps = highway_maps(run.model, loader.batches(0), run.compiled.num_classes)
+    paths = (folder / "gate-maps.png", folder / "gate-classes.png")
+    plot_highway_maps(maps, gate_biases(run.model), paths, run.compiled.canonical[:60])
+    return list(paths)
 
 
 def _fold_paths(out: Path) -> tuple[Path, Path]:
@@ -259,6 +278,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     _data(p)
     p.add_argument("--no-data", action="store_true", help="skip the highway activity (needs the dataset)")
+    p.add_argument("--maps", action="store_true", help="also draw highway gates per layer and block (Highway "
+                   "Figs. 2-3: gate-maps.png, gate-classes.png) over the images of the mean activity")
     p.set_defaults(handler=run_gates)
 
     p = sub.add_parser("fold", help="fold Dirac parameterisation and batchnorm into plain convolutions")

@@ -119,3 +119,15 @@ def _colour_bar(fig, image, ax) -> None:
     bar = fig.colorbar(image, ax=ax, fraction=0.05 if not isinstance(ax, list) else 0.02, pad=0.03)
     bar.formatter.set_useOffset(False)  # biases near -2 would read "0.0000" with a "-2" offset
     bar.update_ticks()
+
+
+def plot_highway_maps(maps: Any, bias: Any, paths: tuple[Path, Path], title: str, unit: str = "class") -> None:
+    """Highway Fig. 2 (one row: gate biases, mean T, one sample's T and its block outputs) and Fig. 3
+    (each class's mean T minus the mean over all), from archlang.analysis.gates.HighwayMaps."""
+    sample = f"sample {maps.sample_index}"
+    plot_maps([("(a) transform gate bias", bias), ("(b) mean transform gate output", maps.mean_t),
+               (f"(c) transform gate outputs, {sample}", maps.sample_t),
+               (f"(d) block outputs, {sample} ({unit} {maps.sample_label})", maps.sample_y)], paths[0], title)
+    difference = maps.class_difference()
+    plot_maps([(f"{unit} {c}: mean T - mean over all", difference[c]) for c in range(len(difference))], paths[1],
+              title, columns=5, centred=True)
