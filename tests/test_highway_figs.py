@@ -106,7 +106,9 @@ def test_lesioning_a_layer_is_the_network_with_that_layers_gate_bias_at_minus_in
 def test_the_last_layer_that_matters_is_the_last_whose_lesion_adds_over_one_point() -> None:
     errors = [9.0, 3.0, 1.4, 1.6, 1.2, 1.5]
     numbers = highway_figs.lesion_numbers(0.5, [Lesion(i, f"{i}", e) for i, e in enumerate(errors, 1)])
-    assert numbers == {"used": [1, 2, 4], "last_used": 4, "worst_layer": 1, "worst": 9.0}
+    assert numbers == {"used": [1, 2, 4], "last_used": 4, "worst_layer": 1, "worst": 9.0, "idle_most": None}
+    idle = [Lesion(i, f"{i}", 0.5 + (2.0 if i == 30 else 0.1 if i == 15 else 5.0 if i == 46 else 0.0)) for i in range(1, 50)]
+    assert highway_figs.lesion_numbers(0.5, idle)["idle_most"] == 2.0  # layers 15-45 only: not 46
 
 
 def _fake_run(path: Path, status: str, errors: list[float], losses: list[float]) -> None:
@@ -162,11 +164,12 @@ def test_smoke_trains_a_tiny_net_and_writes_figures_and_rows_beside_it_only(shar
     baseline = rows["training error (%), not lesioned"]
     assert "600 training images" in baseline["scale"] and baseline["sample_index"] == highway_figs.sample_index(600)
     worst = rows["training error (%), worst single-layer lesion"]
-    errors = worst["values"]
+    errors = worst["per_layer_error"]
     assert len(errors) == 5 and worst["ours"] == float(f"{max(errors):.4g}")
     assert baseline["ours"] == float(f"{worst['baseline']:.4g}")
     used = [i for i, e in enumerate(errors, 1) if e - worst["baseline"] > 1.0]
-    assert rows["last layer whose lesion raises training error by > 1 point"]["ours"] == (max(used) if used else 0)
+    last = rows["last layer whose lesion adds more than 1 point of training error"]
+    assert last["ours"] == (max(used) if used else 0) and last["paper_value"] == 15
     assert RunFolder(tmp_path / "smoke-highway").status() == "finished"
     assert {p: p.read_bytes() for p in committed} == committed  # the committed outputs are left alone
     assert "not merged" in capsys.readouterr().out
