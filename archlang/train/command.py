@@ -80,6 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tf32", action="store_true", help="TF32 matmuls and convolutions on CUDA (faster; default: "
                    "true fp32, as the papers)")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--flush-denormal", action="store_true", help="CPU: denormal floats become 0 (nets without "
+                   "batch norm whose activations decay into them run several times faster; changes the arithmetic "
+                   "slightly, so a run resumes only with the setting it started with)")
     p.add_argument("--workers", type=int, metavar="N", help="processes that decode ImageNet images "
                    "(default: up to 8, one core left free; 0: in the training process)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0,
@@ -222,7 +225,7 @@ def _options(args: argparse.Namespace):
 
     return TrainOptions(
         device=args.device, bf16=args.bf16, tf32=args.tf32, channels_last=args.channels_last, compile=args.compile,
-        threads=args.threads, progress=not args.no_progress, download=args.download,
+        threads=args.threads, flush_denormal=args.flush_denormal, progress=not args.no_progress, download=args.download,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         checkpoint_every_s=max(0.0, args.checkpoint_minutes * 60.0),
         max_steps=args.max_steps, time_limit_s=args.time_limit * 60.0 if args.time_limit is not None else None,

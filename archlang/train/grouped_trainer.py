@@ -32,7 +32,7 @@ from archlang.train.epochs import epoch_row, run_epochs, save_or_stop, stop_stat
 from archlang.train.evaluate import evaluate_grouped
 from archlang.train.grouping import check_shared
 from archlang.train.meter import Meter
-from archlang.train.options import TrainOptions, configure_backends, tune_allocator
+from archlang.train.options import TrainOptions, configure_backends, configure_threads, tune_allocator
 from archlang.train.plan import RunPlan, load_data
 from archlang.train.recipes import Recipe
 from archlang.train.signals import SignalWatch, TrainingInterrupted
@@ -136,8 +136,7 @@ class GroupedTrainer:
     def setup(self) -> None:
         """Data once, then the grouped model (copy i: seed i's build and init), optimizer, loaders."""
         opts, device, r = self.opts, self.device, self.recipe
-        if opts.threads:
-            torch.set_num_threads(opts.threads)
+        configure_threads(opts)
         tune_allocator()
         configure_backends(device, opts)
         self.data = load_data(self.compiled, self.plans[0], ddp.SINGLE, opts)

@@ -68,15 +68,16 @@ def plan_run(compiled: Compiled, ctx: ddp.DistContext, opts: TrainOptions, *, re
         return RunPlan(resolved, ident, run, resolved.name, subset, data_dir, device, False, ident.run_hash)
     run = RunFolder.open(resume, lock=ctx.is_main)
     try:
-        return _plan_resume(run, compiled, resolved, text, subset, data_dir, device)
+        return _plan_resume(run, compiled, resolved, text, subset, data_dir, device, opts)
     except ArchlangError:
         run.unlock()
         raise
 
 
 def _plan_resume(run: RunFolder, compiled: Compiled, resolved: ResolvedRecipe, text: str, subset: int | None,
-                 data_dir: str | Path | None, device: torch.device) -> RunPlan:
+                 data_dir: str | Path | None, device: torch.device, opts: TrainOptions) -> RunPlan:
     saved: RunInfo = run.read_info()
+    _check_same_arithmetic(run, saved, opts)
     if subset is not None and subset != saved.subset:
         raise ArchlangError(f"cannot resume: this run used --subset {saved.subset}, not {subset}", path=str(run.path))
     run.read_recipe()  # plain YAML and a mapping, whatever recipe flags were given
@@ -87,6 +88,18 @@ def _plan_resume(run: RunFolder, compiled: Compiled, resolved: ResolvedRecipe, t
         data_dir = saved.data_dir
     return RunPlan(resolved, ident, run, saved.recipe_name or resolved.name, saved.subset, data_dir, device,
                    True, saved.run_hash)
+
+
+def _check_same_arithmetic(run: RunFolder, saved: RunInfo, opts: TrainOptions) -> None:
+    """Flushing denormals changes every later step's numbers: a resume with the other setting would not
+    continue the run it resumes (its exact resume is a promise), so it is refused. Runs recorded before
+    the option existed ran without it."""
+    before = bool(saved.options.get("flush_denormal", False))
+    if before != opts.flush_denormal:
+        said = "with --flush-denormal" if before else "without --flush-denormal"
+        raise ArchlangError(f"cannot resume: this run trained {said}; resume it the same way",
+                            path=str(run.path), hint="denormal floats flushed to zero or not change the arithmetic "
+                            f"of every step; {'add' if before else 'drop'} --flush-denormal, or start a new run")
 
 
 def check_fit(compiled: Compiled, data: Dataset) -> None:

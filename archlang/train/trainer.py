@@ -29,7 +29,7 @@ from archlang.train.epochs import epoch_row, run_epochs, save_or_stop, stop_stat
 from archlang.train.evaluate import EvalResult, evaluate
 from archlang.train.logs import TrainLog, header_lines, stop_reason
 from archlang.train.meter import Meter
-from archlang.train.options import TrainOptions, configure_backends, environment, tune_allocator
+from archlang.train.options import TrainOptions, configure_backends, configure_threads, environment, tune_allocator
 from archlang.train.plan import RunPlan, load_data
 from archlang.train.progress_bar import ProgressBar
 from archlang.train.signals import SignalWatch, TrainingInterrupted
@@ -126,8 +126,7 @@ class Trainer:
     def setup(self) -> None:
         """Data, model, optimizer, scheduler and loaders, in an order that keeps runs reproducible."""
         r, ctx, opts, device = self.recipe, self.ctx, self.opts, self.device
-        if opts.threads:
-            torch.set_num_threads(opts.threads)
+        configure_threads(opts)
         tune_allocator()
         configure_backends(device, opts)
         self.data = load_data(self.compiled, self.plan, ctx, opts)
