@@ -42,8 +42,12 @@ SEARCH_SEED = 1507  # fixed: the sampled settings are part of the committed spec
 SPECS = ROOT / "reproduce" / "highway_fig1"
 FIGURE = ROOT / "reproduce" / "highway_fig1.png"
 # The paper's text does not give the number of epochs (its Figure 1 axis is not in our text copy).
-# At 10 epochs the 20-setting search costs about 2 h on this 2-core CPU (see --project), so 10 it is.
+# At 10 epochs the 20-setting search costs about 2.2 CPU h, 1.1 h on this 2-core CPU (--project), so 10 it is.
 EPOCHS = 10
+# Flush denormal floats to zero: without batch norm, a deep net's gradients can decay below 1.2e-38, where
+# x86 arithmetic is many times slower (a 99-layer plain ReLU net at torch's default init: 3.6x the step's
+# CPU time; the search's own init and settings: 1.0-1.4x after 200 steps, see the commit adding it).
+FLAGS = ("--flush-denormal",)
 
 
 def sample(kind: str, layers: int, count: int) -> list[dict[str, float | str]]:
@@ -110,7 +114,7 @@ def jobs(count: int, epochs: int, extra: tuple[str, ...] = ()) -> dict[tuple[str
     found: dict[tuple[str, int], list[Job]] = {}
     for (kind, layers), paths in sorted(spec_files(count).items(), key=lambda kv: -kv[0][1]):
         found[(kind, layers)] = [Job(f"highway-fig1/{p.stem}", str(p.relative_to(ROOT)), "highway-mnist",
-                                     ["--epochs", str(epochs), *extra], grouped_sweep=True) for p in paths]
+                                     ["--epochs", str(epochs), *FLAGS, *extra], grouped_sweep=True) for p in paths]
     return found
 
 
@@ -182,16 +186,29 @@ def results(all_jobs: dict[tuple[str, int], list[Job]], epochs: int, figure: Pat
     return entries
 
 
-def _step_seconds(networks: list, batch: int, steps: int) -> tuple[float, float]:
-    """CPU seconds of one grouped SGD step at `batch` per copy, and of one evaluation batch of 1000."""
+def _point_recipes(compiled: list, points: list, recipe: str, overrides: dict) -> list:
+    """Each point's resolved recipe, as its training resolves it (its train(...) clause on `recipe`)."""
+    from archlang.train.recipes import build_recipe
+
+    return [build_recipe(recipe, family=c.family, family_args=c.family_args, input_shape=tuple(c.input_shape),
+                         train_args=c.train_args, train_spans=c.train_spans, spec_source=c.source,
+                         overrides=overrides, network=c.spec).recipe for c in (compiled[p.index] for p in points)]
+
+
+def _step_seconds(networks: list, recipes: list, steps: int) -> tuple[float, float]:
+    """CPU seconds of one grouped training step of these copies (each built, initialised and stepped as its
+    run is), and of one evaluation batch of 1000."""
     import time
 
     import torch
 
     from archlang.grouped import CopyHyper, GroupedModel, grouped_loss, grouped_optimizer
+    from archlang.train import model_tools
 
-    model = GroupedModel.from_ir(networks, list(range(len(networks))))
-    optimizer = grouped_optimizer(model, [CopyHyper("sgd", 0.01, momentum=0.9)] * len(networks))
+    model = GroupedModel.from_ir(networks, [r.seed for r in recipes],
+                                 init=lambda m, i: model_tools.apply_init(m, recipes[i])).train()
+    optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(r) for r in recipes])
+    batch = recipes[0].batch_size
     x, y = torch.rand(len(networks), batch, 1, 28, 28), torch.randint(0, 10, (len(networks), batch))
     for i in range(steps + 2):  # two steps to warm up
         if i == 2:
@@ -203,28 +220,29 @@ def _step_seconds(networks: list, batch: int, steps: int) -> tuple[float, float]
     with torch.no_grad():
         model.eval()
         start = time.process_time()
-        model(torch.rand(len(networks), 1000, 1, 28, 28))
+        model(torch.rand(len(networks), recipes[0].eval_batch_size, 1, 28, 28))
     return step, time.process_time() - start
 
 
 def project(all_jobs: dict[tuple[str, int], list[Job]], epochs: int, steps: int = 5) -> None:
-    """Time each group's grouped step (one thread, CPU time) and print the search's projected cost."""
-    import torch
-
+    """Time each group's grouped step (one thread, CPU time, FLAGS as the search trains) and print the search's
+    projected cost."""
     from archlang.compiler import compile_all
     from archlang.errors import Source
     from archlang.launch.groups import group_points
     from archlang.launch.points import sweep_points
+    from archlang.train.options import TrainOptions, configure_threads
 
-    torch.set_num_threads(1)
+    configure_threads(TrainOptions(threads=1, flush_denormal="--flush-denormal" in FLAGS))
     total = 0.0
     for (kind, layers), group in sorted(all_jobs.items()):
         for job in group:
             source = Source((ROOT / job.spec).read_text(), job.spec)
             compiled = compile_all(source)
             for points in group_points(source, sweep_points(source), job.recipe, {"epochs": epochs}):
-                step, evaluation = _step_seconds([compiled[p.index].network for p in points], 100, steps)
-                epoch = 600 * step + 10 * evaluation  # 60,000 images in batches of 100; 10,000 test in 1,000s
+                recipes = _point_recipes(compiled, points, job.recipe, {"epochs": epochs})
+                step, evaluation = _step_seconds([compiled[p.index].network for p in points], recipes, steps)
+                epoch = 60000 / recipes[0].batch_size * step + 10000 / recipes[0].eval_batch_size * evaluation
                 total += epoch * epochs
                 act = dict(points[0].values).get("a", "")
                 print(f"{job.name} {act}: {len(points)} copies, {step * 1e3:.0f} ms a step, {epoch:.0f} s an epoch (CPU)")
