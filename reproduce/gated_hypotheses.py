@@ -13,8 +13,14 @@ gated-mnist, says where each comes from):
   keras         combined: first-linear, bn-eps and Keras' BN momentum 0.99 (`--set bn_momentum=0.01`)
 
 Seeds 0, 1, 2 of a cell train in one process (`archlang train --seeds 0,1,2`), run folders
-reproduce/runs/gated-hypotheses/HYP-KIND-dD-seedS. Each row is compared, paired by seed, with the
-baseline cell's runs of the same seeds (gated-mnist/KIND-dD and gated-mnist/KIND-dD-seedS).
+reproduce/runs/gated-hypotheses/HYP-KIND-dD-seedS. Hypotheses that change only recipe fields each
+grouped copy sets for itself (archlang.train.grouping: he-init's linear_init, k-glorot's gate_init)
+share one process per kind and depth: a grouped sweep, reproduce/gated_hypotheses/he-init+k-glorot-gated-dD.arch,
+its points' run folders gated-hypotheses/he-init+k-glorot-gated-dD/linear_init=...,gate_init=...,seed=S
+(6 copies cost 2.3-2.6 single steps, two groups of 3 3.5-4.0: see --project). The others cannot
+share: bn-eps and keras change batch-norm fields the copies of a group share, first-linear and keras
+change the network. Each row is compared, paired by seed, with the baseline cell's runs of the same
+seeds (gated-mnist/KIND-dD and gated-mnist/KIND-dD-seedS, which Table 1 already has).
 
     python reproduce/gated_hypotheses.py                    # run or resume everything, two jobs side by side
     python reproduce/gated_hypotheses.py --time-limit 120   # checkpoint and stop after 2 h; run again to go on
@@ -32,15 +38,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gated_mnist
+import jobs as jobs_module
 import stats
 from gated_mnist import BLOCKS, DEPTHS, PAPER, TABLE1, TABLE2, cell_runs
-from jobs import Job, merge_results, parser, run_unless_collecting
+from jobs import ROOT, Job, merge_results, parser, run_unless_collecting
+
+from archlang.launch.points import folder_name
+from archlang.runs import RunFolder
+from archlang.train.grouping import PER_COPY_FIELDS
 
 TABLE = "Table 1-2 hypotheses"
 KINDS = ("gated", "residual")
 HYPOTHESIS_DEPTHS = (100, 50)
 SEEDS = (0, 1, 2)
 SMOKE_FLAGS = ["--epochs", "1", "--subset", "512", "--eval-subset", "1000"]
+SPECS = ROOT / "reproduce" / "gated_hypotheses"  # the sweep files of the shared processes
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,14 @@ class Hypothesis:
     def flags(self) -> list[str]:
         return [flag for field in self.sets for flag in ("--set", field)]
 
+    def fields(self) -> dict[str, str]:
+        return dict(s.split("=", 1) for s in self.sets)
+
+    @property
+    def per_copy(self) -> bool:
+        """Only fields each grouped copy sets for itself: it can share a grouped process with others like it."""
+        return not self.spec_args and all(f in PER_COPY_FIELDS for f in self.fields())
+
 
 HYPOTHESES = (
     Hypothesis("first-linear", "input layer a Dot alone (no BN/ReLU)", spec_args=", first=linear"),
@@ -72,21 +92,100 @@ BY_NAME = {h.name: h for h in HYPOTHESES}
 
 @dataclass(frozen=True)
 class Cell:
-    """One hypothesis at one kind and depth: one grouped job."""
+    """One hypothesis at one kind and depth: its own grouped job, or its points in a job it shares."""
 
     hypothesis: Hypothesis
     kind: str
     d: int
     job: Job
+    points: tuple[str, ...] = ()  # in a shared job (a grouped sweep): its points' folder names, by seed
+
+    @property
+    def members(self) -> _Members:
+        """This cell's run folders, as gated_mnist.cell_runs reads a job's."""
+        if not self.points:
+            return _Members(self.job.runs, self.job.seeds, self.job.folders)
+        folders = [jobs_module.RUNS / self.job.name / name for name in self.points]
+        return _Members([RunFolder(f) for f in folders], (), folders)
+
+
+@dataclass(frozen=True)
+class _Members:
+    runs: list[RunFolder]
+    seeds: tuple[int, ...]  # empty: each run's seed is its recipe's
+    folders: list
+
+
+def _value(text: str) -> str:
+    """A recipe value as a sweep set writes it: a name bare (its point folders then read linear_init=kaiming_normal)."""
+    return text if text.isidentifier() else repr(text)
+
+
+def _fields(hypotheses: tuple[Hypothesis, ...]) -> list[str]:
+    return list(dict.fromkeys(f for h in hypotheses for f in h.fields()))
+
+
+def _values(h: Hypothesis, fields: list[str]) -> tuple[str, ...]:
+    """h's recipe values of these fields, as the sweep writes them: its own, else gated-mnist's."""
+    from archlang.train.recipes import build_recipe
+
+    default = build_recipe("gated-mnist").recipe
+    return tuple(_value(h.fields().get(f, str(getattr(default, f)))) for f in fields)
+
+
+def shared_spec(hypotheses: tuple[Hypothesis, ...], kind: str, d: int, seeds: tuple[int, ...]) -> str:
+    """The grouped sweep of per-copy hypotheses: each point's recipe is its hypothesis's `--set` on gated-mnist."""
+    fields = _fields(hypotheses)
+    rows = ", ".join("(" + ", ".join(_values(h, fields)) + ")" for h in hypotheses)
+    return (f"# Gated ResNet Table 1 hypotheses {', '.join(h.name for h in hypotheses)}: {kind}, d={d}, seeds "
+            f"{', '.join(map(str, seeds))}, written by\n# reproduce/gated_hypotheses.py. They differ from Table 1 only "
+            "in recipe fields each grouped copy sets\n# for itself (archlang.train.grouping): one process trains "
+            "them all; each point's recipe is its\n# hypothesis's --set on gated-mnist (the other field at the "
+            "recipe's value).\n"
+            f"let ({', '.join(fields)}) = {{{rows}}}\nlet seed = {{{', '.join(map(str, seeds))}}}\n"
+            f"{hypotheses[0].spec(kind, d)}\ntrain({', '.join(f'{f}={f}' for f in fields)}, seed=seed)\n")
+
+
+def _shared_cells(hypotheses: tuple[Hypothesis, ...], kind: str, d: int, seeds: tuple[int, ...],
+                  prefix: str, extra: list[str]) -> list[Cell]:
+    """One grouped-sweep job for these hypotheses (its file written if missing, refused if it differs)."""
+    stem = f"{'+'.join(h.name for h in hypotheses)}-{kind}-d{d}" + ("" if seeds == SEEDS else
+                                                                      "-seeds" + "-".join(map(str, seeds)))
+    path, text = SPECS / f"{stem}.arch", shared_spec(hypotheses, kind, d, seeds)
+    if path.is_file() and path.read_text() != text:
+        raise SystemExit(f"{path} differs from what this script writes; restore it with git (its runs were "
+                         "trained from it)")
+    if not path.is_file():
+        SPECS.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    job = Job(f"{prefix}/{stem}", str(path.relative_to(ROOT)), "gated-mnist", extra=list(extra), grouped_sweep=True)
+    fields = _fields(hypotheses)
+    return [Cell(h, kind, d, job, tuple(folder_name((*zip(fields, _values(h, fields)), ("seed", str(s))))
+                                        for s in seeds)) for h in hypotheses]
 
 
 def cells(hypotheses: tuple[Hypothesis, ...] = HYPOTHESES, depths: tuple[int, ...] = HYPOTHESIS_DEPTHS,
           seeds: tuple[int, ...] = SEEDS, smoke: bool = False) -> list[Cell]:
-    """Deepest first, so the longest jobs start early and the two workers end together."""
+    """Deepest first, so the longest jobs start early and the two workers end together. Per kind and depth,
+    the per-copy hypotheses (two or more) share one job; every other hypothesis has a job of its own."""
     prefix = "smoke-gated-hypotheses" if smoke else "gated-hypotheses"
-    return [Cell(h, kind, d, Job(f"{prefix}/{h.name}-{kind}-d{d}", h.spec(kind, d), "gated-mnist",
-                                 extra=h.flags() + (SMOKE_FLAGS if smoke else []), seeds=tuple(seeds)))
-            for d in sorted(depths, reverse=True) for h in hypotheses for kind in h.kinds]
+    extra = SMOKE_FLAGS if smoke else []
+    found = []
+    for d in sorted(depths, reverse=True):
+        for kind in KINDS:
+            mine = tuple(h for h in hypotheses if kind in h.kinds)
+            shared = tuple(h for h in mine if h.per_copy) if sum(h.per_copy for h in mine) > 1 else ()
+            if shared:  # first: the largest group, the longest job
+                found += _shared_cells(shared, kind, d, tuple(seeds), prefix, extra)
+            found += [Cell(h, kind, d, Job(f"{prefix}/{h.name}-{kind}-d{d}", h.spec(kind, d), "gated-mnist",
+                                           extra=h.flags() + extra, seeds=tuple(seeds)))
+                      for h in mine if h not in shared]
+    return found
+
+
+def distinct_jobs(chosen: list[Cell]) -> list[Job]:
+    """Each job once (cells sharing a process share its job), in the cells' order."""
+    return list({c.job.name: c.job for c in chosen}.values())
 
 
 def _by_seed(runs: dict, attribute: str, seeds: set[int] | None = None) -> dict[int, float]:
@@ -104,10 +203,10 @@ def _compare(runs: dict, baseline: dict, attribute: str) -> dict:
 def cell_rows(cell: Cell, runs: dict) -> list[dict]:
     """Table 1 (final and best-epoch error) and, for gated nets, Table 2 (mean k) rows of one cell."""
     h, kind, d = cell.hypothesis, cell.kind, cell.d
-    baseline, _ = cell_runs(gated_mnist.jobs((d,), (kind,)))
+    baseline, _ = cell_runs(gated_mnist.jobs((d,), (kind,)))  # Table 1's runs of every seed it has
     i = DEPTHS.index(d)
     epochs = sorted({r.epochs for r in runs.values()})
-    base = {"paper": PAPER, "table": TABLE, "hypothesis": h.name, "changes": h.what, "spec": cell.job.spec,
+    base = {"paper": PAPER, "table": TABLE, "hypothesis": h.name, "changes": h.what, "spec": h.spec(kind, d),
             "epochs": epochs[0] if len(epochs) == 1 else "/".join(map(str, epochs)),
             "scale": (f"full scale (all 60,000 MNIST training images), {len(runs)} seeds grouped in one process; "
                       "vs_baseline: minus the Table 1 run of the same seed, 95% t interval"),
@@ -143,7 +242,7 @@ def results(all_cells: list[Cell]) -> list[dict]:
     rows: list[dict] = []
     found: dict[tuple[str, int], dict[str, dict]] = {}
     for cell in all_cells:
-        runs, _ = cell_runs([cell.job])
+        runs, _ = cell_runs([cell.members])
         if runs:
             rows += cell_rows(cell, runs)
             found.setdefault((cell.hypothesis.name, cell.d), {})[cell.kind] = runs
@@ -175,8 +274,9 @@ def verdict(row: dict) -> str:
             f"{gap}{row['ours'] - paper:+.2f}" + ("; CLOSES THE GAP" if closes_gap(row) else ""))
 
 
-def _training_step(spec: str, sets: tuple[str, ...], copies: int) -> Callable[[], None]:
-    """One training step of `copies` grouped copies (1: a single run's own step) on fixed random batches."""
+def _training_step(spec: str, copy_sets: list[tuple[str, ...]]) -> Callable[[], None]:
+    """One training step of grouped copies, copy i with recipe fields copy_sets[i] (one copy: a single run's own
+    step) on fixed random batches."""
     import torch
     import torch.nn.functional as F
 
@@ -186,22 +286,22 @@ def _training_step(spec: str, sets: tuple[str, ...], copies: int) -> Callable[[]
     from archlang.train.recipe_yaml import parse_flag_value
     from archlang.train.recipes import build_recipe
 
-    overrides = {field: parse_flag_value(value) for field, value in (s.split("=", 1) for s in sets)}
-    recipe = build_recipe("gated-mnist", overrides=overrides).recipe
-    compiled = archlang.compile_spec(spec)
+    recipes = [build_recipe("gated-mnist", overrides={field: parse_flag_value(value) for field, value in
+                                                      (s.split("=", 1) for s in sets)}).recipe for sets in copy_sets]
+    compiled, copies, batch = archlang.compile_spec(spec), len(recipes), recipes[0].batch_size
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(copies, recipe.batch_size, *compiled.input_shape, generator=g)
-    y = torch.randint(0, 10, (copies, recipe.batch_size), generator=g)
+    x = torch.rand(copies, batch, *compiled.input_shape, generator=g)
+    y = torch.randint(0, 10, (copies, batch), generator=g)
     if copies == 1:
         torch.manual_seed(0)
         model = compiled.build().train()
-        model_tools.apply_init(model, recipe)
-        optimizer = model_tools.build_optimizer(model, recipe, torch.device("cpu"))
+        model_tools.apply_init(model, recipes[0])
+        optimizer = model_tools.build_optimizer(model, recipes[0], torch.device("cpu"))
         loss: Callable[[], torch.Tensor] = lambda: F.cross_entropy(model(x[0]), y[0])
     else:
         model = GroupedModel.from_ir(compiled.network, list(range(copies)),
-                                     init=lambda m, _i: model_tools.apply_init(m, recipe)).train()
-        optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(recipe)] * copies)
+                                     init=lambda m, i: model_tools.apply_init(m, recipes[i])).train()
+        optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(r) for r in recipes])
         loss = lambda: grouped_loss(model(x), y).sum()
 
     def step() -> None:
@@ -221,6 +321,14 @@ def _cpu_seconds(step: Callable[[], None], steps: int) -> float:
     return statistics.median(timings[2:])
 
 
+def _job_copies(chosen: list[Cell]) -> list[tuple[Cell, list[tuple[str, ...]]]]:
+    """Each job once: one of its cells (network, kind, depth) and its copies' recipe fields, one per copy."""
+    by_job: dict[str, list[Cell]] = {}
+    for c in chosen:
+        by_job.setdefault(c.job.name, []).append(c)
+    return [(cs[0], [c.hypothesis.sets for c in cs for _ in (c.points or c.job.seeds)]) for cs in by_job.values()]
+
+
 def project(chosen: list[Cell], steps: int, parallel: int) -> list[str]:
     """Each job's CPU time: (its grouped step / a single step of its Table 1 net, CPU time in this process)
     x the Table 1 seed-0 run's median (and fastest) epoch x 100 epochs. Those epochs ran one
@@ -229,21 +337,21 @@ def project(chosen: list[Cell], steps: int, parallel: int) -> list[str]:
     import torch
 
     torch.set_num_threads(1)
-    lines, median_total, fastest_total = [], 0.0, 0.0
-    for cell in chosen:
+    lines, median_total, fastest_total, jobs = [], 0.0, 0.0, _job_copies(chosen)
+    for cell, copy_sets in jobs:
         baseline = gated_mnist.jobs((cell.d,), (cell.kind,), ())[0]
         epochs = [r.seconds for r in baseline.run.read_metrics()] if baseline.run.is_run() else []
         if not epochs:
             lines.append(f"{cell.job.name}: no Table 1 epochs to scale by ({baseline.name} has not run)")
             continue
-        ratio = (_cpu_seconds(_training_step(cell.job.spec, cell.hypothesis.sets, len(cell.job.seeds)), steps)
-                 / _cpu_seconds(_training_step(baseline.spec, (), 1), steps))
+        ratio = (_cpu_seconds(_training_step(cell.hypothesis.spec(cell.kind, cell.d), copy_sets), steps)
+                 / _cpu_seconds(_training_step(baseline.spec, [()]), steps))
         median, fastest = ratio * statistics.median(epochs) * 100, ratio * min(epochs) * 100
         median_total, fastest_total = median_total + median, fastest_total + fastest
-        lines.append(f"{cell.job.name}: {len(cell.job.seeds)} grouped copies / 1 single step = {ratio:.2f} "
+        lines.append(f"{cell.job.name}: {len(copy_sets)} grouped copies / 1 single step = {ratio:.2f} "
                      f"(CPU time) x Table 1 epoch {statistics.median(epochs):.1f} s median, {min(epochs):.1f} s "
                      f"fastest, x 100 = {median / 3600:.2f} / {fastest / 3600:.2f} CPU h")
-    lines.append(f"all {len(chosen)} jobs: {median_total / 3600:.1f} CPU h at the median epoch, "
+    lines.append(f"all {len(jobs)} jobs: {median_total / 3600:.1f} CPU h at the median epoch, "
                  f"{fastest_total / 3600:.1f} at the fastest; {parallel} side by side: "
                  f"{median_total / 3600 / parallel:.1f} / {fastest_total / 3600 / parallel:.1f} h")
     return lines
@@ -263,7 +371,7 @@ def main() -> None:
     if args.project:
         print("\n".join(project(chosen, args.steps, args.parallel)))
         return
-    run_unless_collecting([c.job for c in chosen], args)
+    run_unless_collecting(distinct_jobs(chosen), args)
     rows = results(cells(seeds=tuple(args.seeds), smoke=args.smoke))
     print("\n".join(verdict(r) for r in rows) or "no finished hypothesis runs yet")
     if not args.smoke:

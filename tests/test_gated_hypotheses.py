@@ -30,20 +30,54 @@ def repro(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 def test_each_job_changes_only_its_hypothesis(repro) -> None:
     cells = repro.cells()
     assert len(cells) == 2 * (2 * 4 + 1)  # d = 100, 50; four hypotheses on both kinds, k-glorot on gated only
-    assert len({c.job.name for c in cells}) == len(cells) and all(c.job.seeds == (0, 1, 2) for c in cells)
     assert {c.kind for c in cells if c.hypothesis.name == "k-glorot"} == {"gated"}
     plain = build_recipe("gated-mnist").resolved_dict()
     for c in cells:
         table1 = f"mlp(depth={c.d}, width=50, block={repro.BLOCKS[c.kind]})"
-        assert c.job.spec == table1[:-1] + c.hypothesis.spec_args + ")"
-        archlang.compile_spec(c.job.spec, "t.arch")
+        assert c.hypothesis.spec(c.kind, c.d) == table1[:-1] + c.hypothesis.spec_args + ")"
+        archlang.compile_spec(c.hypothesis.spec(c.kind, c.d), "t.arch")
         overrides = {f: parse_flag_value(v) for f, v in (s.split("=", 1) for s in c.hypothesis.sets)}
         changed = build_recipe("gated-mnist", overrides=overrides).resolved_dict()
         assert {k for k in changed if changed[k] != plain.get(k)} == set(overrides)
+        if c.points:
+            continue
+        assert c.job.spec == c.hypothesis.spec(c.kind, c.d) and c.job.seeds == (0, 1, 2)
         # one folder level below the run root, like the runs the committed-hash tests walk
         assert c.job.folders[0].relative_to(repro.gated_mnist.jobs()[0].folder.parents[1]).parts == (
             "gated-hypotheses", f"{c.hypothesis.name}-{c.kind}-d{c.d}-seed0")
     assert all("--subset" in c.job.extra and c.job.name.startswith("smoke-") for c in repro.cells(smoke=True))
+
+
+def test_per_copy_hypotheses_share_one_grouped_process_per_kind_and_depth(repro) -> None:
+    from archlang.errors import Source
+    from archlang.launch.groups import group_points
+    from archlang.launch.points import sweep_points
+
+    cells = repro.cells()
+    jobs = repro.distinct_jobs(cells)
+    assert len(jobs) == 16  # 18 cells: he-init and k-glorot of the gated nets share a job at each depth
+    shared = [c for c in cells if c.points]
+    assert sorted((c.hypothesis.name, c.kind, c.d) for c in shared) == [
+        ("he-init", "gated", 50), ("he-init", "gated", 100), ("k-glorot", "gated", 50), ("k-glorot", "gated", 100)]
+    assert {c.hypothesis.name for c in cells if not c.points} == {"first-linear", "bn-eps", "keras", "he-init"}
+    for d in (50, 100):
+        pair = [c for c in shared if c.d == d]
+        job = pair[0].job
+        assert job is pair[1].job and job.grouped_sweep and job.name == f"gated-hypotheses/he-init+k-glorot-gated-d{d}"
+        source = Source((repro.ROOT / job.spec).read_text(), job.spec)
+        points = sweep_points(source)
+        # every cell's points are the sweep's, and all six train as ONE group (one process)
+        assert sorted(p.name for p in points) == sorted(n for c in pair for n in c.points)
+        assert [len(g) for g in group_points(source, points, "gated-mnist", {})] == [6]
+        by_name = {p.name: p for p in points}
+        for c in pair:
+            sets = {f: parse_flag_value(v) for f, v in (s.split("=", 1) for s in c.hypothesis.sets)}
+            for seed, name in enumerate(c.points):
+                point = archlang.compile_spec(by_name[name].spec)
+                mine = build_recipe("gated-mnist", train_args=point.train_args)
+                # the point's recipe is exactly its hypothesis's --set job's: the same run identity
+                assert mine.digest() == build_recipe("gated-mnist", overrides={**sets, "seed": seed}).digest()
+                assert c.members.folders[seed] == repro.jobs_module.RUNS / job.name / name
 
 
 def _run(path: Path, seed: int, errors: list[float], mean_k: float | None) -> None:
@@ -86,3 +120,18 @@ def test_rows_pair_each_seed_with_the_baselines_and_say_whether_the_gap_closes(r
     claim = rows["gated - residual test error (points), d=100, bn-eps"]
     assert claim["values"] == [-0.7, -0.6, -0.65] and claim["holds"] == "gated < residual" and claim["epochs"] == 2
     assert not any(r.get("hypothesis") == "first-linear" for r in rows.values())  # nothing ran: no rows
+
+
+def test_a_shared_process_still_gives_each_hypothesis_its_own_rows(repro) -> None:
+    _baseline(repro, "gated", {0: 2.0, 1: 2.1, 2: 1.9})
+    cell = {c.hypothesis.name: c for c in repro.cells(depths=(100,)) if c.points}
+    for name, finals in (("he-init", (1.5, 1.6, 1.7)), ("k-glorot", (2.5, 2.6, 2.4))):
+        for seed, folder in enumerate(cell[name].members.folders):
+            _run(folder, seed, [finals[seed]], 0.3 if name == "he-init" else 0.9)
+    rows = {r["metric"]: r for r in repro.results(repro.cells(depths=(100,)))}
+    he, k = rows["test error (%), gated, d=100, he-init"], rows["test error (%), gated, d=100, k-glorot"]
+    assert he["values"] == [1.5, 1.6, 1.7] and he["vs_baseline"]["values"] == [-0.5, -0.5, -0.2]
+    assert k["values"] == [2.5, 2.6, 2.4] and k["vs_baseline"]["values"] == [0.5, 0.5, 0.5]
+    assert rows["mean k, d=100, he-init"]["values"] == [0.3] * 3 and rows["mean k, d=100, k-glorot"]["values"] == [0.9] * 3
+    assert he["spec"] == "mlp(depth=100, width=50, block=gated(residual))"
+    assert "he-init+k-glorot-gated-d100.arch --recipe gated-mnist --grouped" in he["command"]
