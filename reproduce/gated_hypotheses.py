@@ -41,7 +41,7 @@ import gated_mnist
 import jobs as jobs_module
 import stats
 from gated_mnist import BLOCKS, DEPTHS, PAPER, TABLE1, TABLE2, cell_runs
-from jobs import ROOT, Job, merge_results, parser, run_unless_collecting
+from jobs import ROOT, Job, committed_spec, merge_results, parser, run_unless_collecting
 
 from archlang.launch.points import folder_name
 from archlang.runs import RunFolder
@@ -151,13 +151,7 @@ def _shared_cells(hypotheses: tuple[Hypothesis, ...], kind: str, d: int, seeds: 
     """One grouped-sweep job for these hypotheses (its file written if missing, refused if it differs)."""
     stem = f"{'+'.join(h.name for h in hypotheses)}-{kind}-d{d}" + ("" if seeds == SEEDS else
                                                                       "-seeds" + "-".join(map(str, seeds)))
-    path, text = SPECS / f"{stem}.arch", shared_spec(hypotheses, kind, d, seeds)
-    if path.is_file() and path.read_text() != text:
-        raise SystemExit(f"{path} differs from what this script writes; restore it with git (its runs were "
-                         "trained from it)")
-    if not path.is_file():
-        SPECS.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    path = committed_spec(SPECS / f"{stem}.arch", shared_spec(hypotheses, kind, d, seeds), "this script")
     job = Job(f"{prefix}/{stem}", str(path.relative_to(ROOT)), "gated-mnist", extra=list(extra), grouped_sweep=True)
     fields = _fields(hypotheses)
     return [Cell(h, kind, d, job, tuple(folder_name((*zip(fields, _values(h, fields)), ("seed", str(s))))

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import jobs as jobs_module
 import stats
-from jobs import ROOT, Job, merge_results, parser, run_unless_collecting
+from jobs import ROOT, Job, committed_spec, merge_results, parser, run_unless_collecting
 
-from archlang.fileio import atomic_write_text
 from archlang.runs import RunFolder, is_done
 from archlang.runs.sweep import read_manifest
 
@@ -96,15 +95,9 @@ def spec_files(count: int) -> dict[tuple[str, int], list[Path]]:
             settings = sample(kind, layers, count)
             paths = []
             for part, start in enumerate(range(0, count, BLOCK), 1):
-                path = SPECS / f"{kind}-{layers}-part{part}.arch"
-                text = spec_text(kind, layers, settings[start:start + BLOCK])
-                if path.is_file() and path.read_text() != text:
-                    raise SystemExit(f"{path} differs from what seed {SEARCH_SEED} gives; restore it with git "
-                                     "(its runs were trained from it)")
-                if not path.is_file():
-                    SPECS.mkdir(parents=True, exist_ok=True)
-                    atomic_write_text(path, text, what="sweep file")
-                paths.append(path)
+                paths.append(committed_spec(SPECS / f"{kind}-{layers}-part{part}.arch",
+                                            spec_text(kind, layers, settings[start:start + BLOCK]),
+                                            f"seed {SEARCH_SEED}"))
             files[(kind, layers)] = paths
     return files
 

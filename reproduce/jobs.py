@@ -207,6 +207,17 @@ def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int, time_li
     return time.monotonic() - start
 
 
+def committed_spec(path: Path, text: str, source: str) -> Path:
+    """A spec file a script writes once and commits (`source`: what makes its text): written if missing,
+    refused if it differs, since the runs in its folders were trained from it."""
+    if path.is_file() and path.read_text() != text:
+        raise SystemExit(f"{path} differs from what {source} gives; restore it with git (its runs were trained from it)")
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text, what="spec file")
+    return path
+
+
 def summary(job: Job) -> dict | None:
     found = job.run.read_summary()
     return found.as_dict() if found else None
