@@ -15,7 +15,7 @@ from archlang.ir.families.highway_cnn import HighwayCnn
 from archlang.train.recipes import LATER_FIELDS, Recipe, ResolvedRecipe, build_recipe, recipe_names
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = sorted((ROOT / "reproduce" / "runs").glob("*/*/run.json"))
+RUNS = sorted((ROOT / "reproduce" / "runs").rglob("run.json"))  # grouped sweeps nest a level deeper
 
 
 def _kinds(**args: object) -> list[tuple[str, float | None]]:
