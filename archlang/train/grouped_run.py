@@ -23,7 +23,7 @@ from archlang.runs import RunFolder
 from archlang.runs.sweep import read_manifest
 from archlang.train import ddp
 from archlang.train.grouped_trainer import GroupedTrainer, no_decay_names
-from archlang.train.grouped_trainer import _check_recipes as check_recipes
+from archlang.train.grouping import check_groupable
 from archlang.train.options import TrainOptions
 from archlang.train.plan import RunPlan, plan_run, resolve_recipe
 
@@ -96,7 +96,7 @@ def _train_members(members: Sequence[Member], recipe: str | None, out: str | Pat
     recipes = [recipe if recipe is not None or m.folder is None else str(RunFolder(m.folder).recipe_path)
                for m in members]
     # What a group cannot train is refused before any run folder is made or data read.
-    check_recipes([resolve_recipe(m.compiled, r, m.overrides).recipe for m, r in zip(members, recipes)],
+    check_groupable([resolve_recipe(m.compiled, r, m.overrides).recipe for m, r in zip(members, recipes)],
                   [m.name or (m.folder.name if m.folder else f"copy {i}") for i, m in enumerate(members)])
     plans: list[RunPlan] = []
     try:

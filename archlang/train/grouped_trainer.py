@@ -30,7 +30,6 @@ from archlang.runs.state import to_host
 from archlang.train import ddp, model_tools, plots, sources
 from archlang.train.epochs import epoch_row, run_epochs, save_or_stop, stop_status
 from archlang.train.evaluate import evaluate_grouped
-from archlang.train.grouping import check_shared
 from archlang.train.meter import Meter
 from archlang.train.options import TrainOptions, configure_backends, configure_threads, tune_allocator
 from archlang.train.plan import RunPlan, load_data
@@ -143,7 +142,6 @@ class GroupedTrainer:
         subset = self.plans[0].subset
         train_split = self.data.train.first(subset) if subset else self.data.train
         recipes = [p.resolved.recipe for p in self.plans]
-        _check_recipes(recipes, [p.folder.name for p in self.plans])
         seeds = [rc.seed for rc in recipes]
         one_spec = all(c is self.compiled for c in self.networks)  # else copy i's span is in its own source
         self.model = GroupedModel.from_ir([c.network for c in self.networks], seeds,
@@ -268,27 +266,6 @@ class GroupedTrainer:
         """(time up, signaled): one process, nothing to agree."""
         time_up = self.opts.time_limit_s is not None and time.monotonic() - self.call_start >= self.opts.time_limit_s
         return time_up, self.signals.received is not None
-
-
-def _check_recipes(recipes: list[Recipe], names: list[str]) -> None:
-    """The copies take one step together: they must share what shapes a step (archlang.train.grouping)."""
-    first = recipes[0]
-    if first.optimizer not in ("sgd", "nadam"):
-        raise ArchlangError(f"grouped training steps sgd or nadam recipes, not {first.optimizer}",
-                            hint="train the seeds one by one")
-    check_shared(recipes, names)
-    # The grouped optimizer has one parameter group per copy and the loaders no whole-image
-    # normalisation: refuse what it would otherwise silently leave out.
-    unapplied = [f"{name}={getattr(first, name)}" for name, default in _NOT_GROUPED.items()
-                 if getattr(first, name) != default]
-    if first.normalize in ("gcn", "gcn_zca", "pixel_mean"):
-        unapplied.append(f"normalize={first.normalize}")
-    if unapplied:
-        raise ArchlangError(f"grouped training does not apply {', '.join(unapplied)} yet",
-                            hint="train the seeds one by one, or --set them to their defaults")
-
-
-_NOT_GROUPED = {"bias_lr_mult": 1.0, "classifier_lr_mult": 1.0, "classifier_decay_mult": 1.0, "momentum_reset": False}
 
 
 def _gate_values(model: GroupedModel, copy: int) -> dict[str, float]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from archlang.errors import ArchlangError, shorten
-from archlang.train.recipes import RECIPE_FIELDS
+from archlang.train.recipes import RECIPE_FIELDS, Recipe
 
 PER_COPY_FIELDS = ("lr", "momentum", "nesterov", "dampening", "betas", "eps", "schedule", "milestones", "gamma",
                    "weight_decay", "k_decay", "dirac_decay", "bias_decay", "bn_decay", "seed", "conv_init",
@@ -43,3 +43,26 @@ def check_shared(recipes: Sequence[Any], names: Sequence[str] | None = None) -> 
                                     f"{shorten(str(b))}); grouped copies share it",
                                     hint="copies may differ in " + ", ".join(PER_COPY_FIELDS)
                                     + "; `archlang train SWEEP --grouped` puts the others in groups of their own")
+
+
+# Recipe fields the grouped optimizer does not apply yet (one parameter group per copy), with their defaults.
+NOT_GROUPED = {"bias_lr_mult": 1.0, "classifier_lr_mult": 1.0, "classifier_decay_mult": 1.0, "momentum_reset": False}
+
+
+def check_groupable(recipes: Sequence[Recipe], names: Sequence[str]) -> None:
+    """Refuse copies a grouped training cannot step together: before any run folder is made or data read."""
+    first = recipes[0]
+    if first.optimizer not in ("sgd", "nadam"):
+        raise ArchlangError(f"grouped training steps sgd or nadam recipes, not {first.optimizer}",
+                            hint="train the seeds one by one")
+    check_shared(recipes, names)
+    # The grouped optimizer has one parameter group per copy and the loaders no whole-image
+    # normalisation: refuse what it would otherwise silently leave out.
+    unapplied = [f"{name}={getattr(first, name)}" for name, default in NOT_GROUPED.items()
+                 if getattr(first, name) != default]
+    if first.normalize in ("gcn", "gcn_zca", "pixel_mean"):
+        unapplied.append(f"normalize={first.normalize}")
+    if unapplied:
+        raise ArchlangError(f"grouped training does not apply {', '.join(unapplied)} yet",
+                            hint="train the seeds one by one, or --set them to their defaults")
+
