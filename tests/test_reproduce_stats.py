@@ -166,11 +166,43 @@ def test_render_shows_seeds_intervals_and_a_generated_verdict(repro) -> None:
     assert "[-0.466, -0.294]: gated < residual" in text
     assert ("inside our 95% interval in 1 of 2 cells (gated, d=10); ours is above it in 1 (residual, d=10) "
             "and below it in 0") in text
-    assert "paired by seed (paper: gated < residual): as the paper at d=10; the opposite at none" in text
+    assert "paired by seed (paper: gated < residual); final epoch: as the paper at d=10, the opposite at none" in text
+    assert "of these 1, were there no difference anywhere, at least one would exclude 0 with probability about 0.05" in text
     assert "A note." in text
     t2 = text.split("## P: T2")[1]
     assert "| metric | paper | ours | epochs | scale | command |" in t2 and "| 2.22 | 2.5 | 100 |" in t2
-    assert "ours - paper from +0.28 (plain, d=10)" in t2
+    assert "test error (%): ours - paper +0.28 (plain, d=10)" in t2
+
+
+def test_a_cell_inside_only_through_one_seed_says_so(repro) -> None:
+    st, report = repro.stats, repro.report
+    spiked = _entry("test error (%), residual, d=100", 1.5, ours=2.3,
+                    **st.describe({0: 1.9, 1: 2.0, 2: 1.95, 3: 3.6, 4: 2.05}))
+    agreeing = _entry("test error (%), gated, d=100", 1.9, ours=1.9, **st.describe({0: 1.8, 1: 2.0, 2: 1.9}))
+    text = report.render([spiked, agreeing], {})
+    assert spiked["interval"][0] < 1.5  # the spike widens the interval over the paper's number
+    assert "in 2 of 2 cells (residual, d=100, though all 5 seeds are above it; gated, d=100)" in text
+
+
+def test_gaps_are_summarised_per_quantity(repro) -> None:
+    rows = [_entry("last layer that matters, 50 layers", 15, ours=40), _entry("fraction of idle layers", 0.6, ours=0.5),
+            _entry("test error (%), plain, d=50", 60.0, ours=88.0), _entry("test error (%), plain, d=100", 90.0, ours=89.0)]
+    line = repro.report.verdict(rows)
+    assert "last layer that matters: ours - paper +25 (50 layers); fraction of idle layers: ours - paper -0.1" in line
+    assert "test error (%): ours - paper from -1 (plain, d=100) to +28 (plain, d=50), median +13.5" in line
+    assert line.count("median") == 1  # never across a layer index and a fraction
+
+
+def test_paired_line_judges_both_columns(repro) -> None:
+    st, report = repro.stats, repro.report
+    final = st.paired({0: 2.0, 1: 2.1, 2: 2.05}, {0: 2.0, 1: 2.05, 2: 2.1})
+    best = st.paired({0: 1.9, 1: 1.95, 2: 1.92}, {0: 1.7, 1: 1.72, 2: 1.71})
+    diff = _entry("gated - residual test error (points), d=20", -0.04, ours=final["mean"], paired=["gated", "residual"],
+                  **final, best_epoch=best, command=None)
+    line = report.verdict([diff])
+    assert "final epoch: as the paper at no depth, the opposite at none, inconclusive" in line
+    assert "best epoch: as the paper at no depth, the opposite at d=20," in line
+    assert "of these 2, " in line and "about 0.10" in line
 
 
 def test_render_keeps_the_committed_entries_rendering(repro) -> None:
@@ -196,5 +228,5 @@ def test_highway_table_1_rows(repro) -> None:
     assert "shortened" in mean["scale"] and "--seed 2" in mean["command"]  # 2 of 300 epochs
     text = repro.report.render([mean, best], {})
     assert "| 99.4 ± 0.03 | 99.38 ± 0.076 | 0-2 (n=3) |" in text
-    assert "inside our 95% interval in 1 of 1 cells" in text and "ours - paper from +0.02" in text
+    assert "inside our 95% interval in 1 of 1 cells" in text and "ours - paper +0.02" in text
     assert highway_cnn.results(smoke) == []
