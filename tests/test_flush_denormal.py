@@ -49,6 +49,8 @@ def test_the_option_flushes_the_main_threads_arithmetic(float_mode) -> None:
     configure_threads(TrainOptions(threads=1, flush_denormal=True))
     assert not _denormal_survives() and denormals_kept() == 0
     assert _tiny_gradient() == 0.0  # autograd's CPU backward runs on this thread: flushed too
+    configure_threads(TrainOptions(threads=1))
+    assert _denormal_survives() and _tiny_gradient() != 0.0  # off again: the mode is set, not only turned on
 
 
 def test_intra_op_threads_started_before_the_flag_keep_denormals_and_are_warned_about(float_mode) -> None:
@@ -62,14 +64,19 @@ def test_intra_op_threads_started_before_the_flag_keep_denormals_and_are_warned_
                       "work is on the main thread")]
 
 
-def test_intra_op_threads_started_after_the_flag_inherit_it() -> None:
+def test_intra_op_threads_started_after_the_flag_inherit_it_and_keep_it_when_it_is_turned_off() -> None:
     # As in `archlang train`, where nothing runs in parallel before the trainer's setup: a fresh process.
+    # The second training of the process, without the flag, is warned that the pool's threads still flush.
     code = ("import torch\nfrom archlang.train.options import TrainOptions, configure_threads\n"
             "configure_threads(TrainOptions(threads=2, flush_denormal=True, log=print))\n"
             "tiny = torch.ones(1 << 20, dtype=torch.int32).view(torch.float32)\n"
-            "print((tiny * 1.0).count_nonzero().item())\n")
+            "print((tiny * 1.0).count_nonzero().item())\n"
+            "configure_threads(TrainOptions(threads=2, log=print))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=True)
-    assert out.stdout.splitlines() == ["0"]
+    assert out.stdout.splitlines() == ["0", ("warning: without --flush-denormal, 65536 of 131072 probe elements were "
+                                             "still flushed: intra-op threads started by an earlier --flush-denormal "
+                                             "training in this process keep it; with --threads 1 all the work is on "
+                                             "the main thread")]
 
 
 def _train(out: Path, data: Path, *flags: str) -> int:
@@ -80,6 +87,7 @@ def _train(out: Path, data: Path, *flags: str) -> int:
 def test_recorded_and_a_resume_with_the_other_setting_refused(tmp_path, tiny_mnist, capsys, float_mode) -> None:
     assert _train(tmp_path, tiny_mnist, "--name", "on", "--flush-denormal", "--max-steps", "1") == 0
     assert _train(tmp_path, tiny_mnist, "--name", "off", "--max-steps", "1") == 0
+    assert _denormal_survives()  # the "off" run after the "on" one in this process computed without flushing
     on, off = tmp_path / "on", tmp_path / "off"
     assert json.loads((on / "run.json").read_text())["options"]["flush_denormal"] is True
     assert json.loads((off / "run.json").read_text())["options"]["flush_denormal"] is False

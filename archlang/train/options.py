@@ -95,16 +95,26 @@ def denormals_kept() -> int:
 
 
 def configure_threads(opts: TrainOptions) -> None:
-    """Flush-to-zero before the thread count: threads the pool starts later inherit the mode."""
-    if opts.flush_denormal and not torch.set_flush_denormal(True):
+    """Flush-to-zero before the thread count: threads the pool starts later inherit the mode.
+
+    The mode is set to the option's value every time, off included: it is a process setting, so an
+    earlier training with --flush-denormal in this process would otherwise still flush a run that
+    records it as off (and a resume in a fresh process would then compute differently)."""
+    if not torch.set_flush_denormal(opts.flush_denormal) and opts.flush_denormal:
         raise ArchlangError("--flush-denormal: this CPU cannot flush denormal floats (no SSE3)",
                             hint="train without --flush-denormal")
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    if opts.flush_denormal and (kept := denormals_kept()):
+    total = _PROBE_PER_THREAD * torch.get_num_threads()
+    kept = denormals_kept()
+    if opts.flush_denormal and kept:
         opts.log(f"warning: --flush-denormal covers the main thread but not all {torch.get_num_threads()} intra-op "
-                 f"threads ({kept} of {_PROBE_PER_THREAD * torch.get_num_threads()} probe elements kept a "
-                 "denormal): they were started before it; with --threads 1 all the work is on the main thread")
+                 f"threads ({kept} of {total} probe elements kept a denormal): they were started before it; "
+                 "with --threads 1 all the work is on the main thread")
+    elif not opts.flush_denormal and kept < total:
+        opts.log(f"warning: without --flush-denormal, {total - kept} of {total} probe elements were still flushed: "
+                 "intra-op threads started by an earlier --flush-denormal training in this process keep it; "
+                 "with --threads 1 all the work is on the main thread")
 
 
 def configure_backends(device: torch.device, opts: TrainOptions) -> None:
