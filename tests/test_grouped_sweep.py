@@ -19,6 +19,7 @@ from archlang.errors import ArchlangError, Source
 from archlang.ir.structure import check_one_architecture, structure_key
 from archlang.launch import groups, jobs
 from archlang.launch.points import sweep_points
+from archlang.runs import load_run
 from archlang.runs.sweep import manifest_of, write_manifest
 from archlang.train import TrainOptions, train
 from archlang.train.grouped_run import train_sweep_group
@@ -166,6 +167,11 @@ def test_a_diverging_copy_ends_diverged_and_the_others_finish(tiny_mnist: Path, 
     statuses = [json.loads((root / p.name / "summary.json").read_text())["status"] for p in points]
     assert statuses == ["finished", "diverged", "finished"]
     assert not (root / points[1].name / "model.safetensors").exists()
+    # ... nor is it analysed from its non-finite slice of the group's checkpoint (the others are).
+    with pytest.raises(ArchlangError) as refused:
+        load_run(str(root / points[1].name))
+    assert refused.value.message.startswith("grouped copy lr=10.0,std=100.0 diverged (loss became ")
+    assert refused.value.message.endswith("); its weights in the group's checkpoint are not finite")
     # The diverged copy leaves the others as they would be alone (its NaNs never reach their weights):
     # the copy after it, against its single run (one, to keep the test short).
     p = points[2]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from archlang.compiler import Compiled, compile_spec
-from archlang.errors import ArchlangError, Source
+from archlang.errors import ArchlangError, Source, shorten
 from archlang.parser import read_source
 from archlang.runs.checkpoint import latest_good_checkpoint, latest_good_grouped
 from archlang.runs.folder import RunFolder
@@ -56,6 +56,11 @@ def _grouped_copy_weights(run: RunFolder) -> dict[str, torch.Tensor] | None:
     if i >= len(state.progress) or state.progress[i].run_hash != run.read_info().run_hash:
         raise ArchlangError(f"grouped checkpoint {state.path.name} belongs to another group of runs",
                             path=str(state.path), hint="move it out of checkpoints/ to read the one before it")
+    # A diverged copy stops training but stays in the grouped tensors: its slice is what overflowed.
+    if (reason := state.progress[i].diverged) is not None:
+        raise ArchlangError(f"grouped copy {shorten(run.path.name)} diverged ({shorten(reason, 80)}); its weights "
+                            "in the group's checkpoint are not finite", path=str(run.path),
+                            hint="analyse a copy that finished, or train this point again with a smaller lr")
     return {name: tensor[i].clone() for name, tensor in state.model.items()}
 
 
