@@ -359,7 +359,7 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true",
                    help=f"train with {' '.join(SMOKE_FLAGS)} under smoke-gated-hypotheses/; print, merge nothing")
     p.add_argument("--project", action="store_true", help="only time a few steps per job and project the CPU cost")
-    p.add_argument("--steps", type=int, default=5, help="--project: timed steps per side (their median is used)")
+    p.add_argument("--steps", type=jobs_module.positive_int, default=5, help="--project: timed steps per side (their median is used)")
     args = p.parse_args()
     chosen = cells(tuple(BY_NAME[n] for n in args.hypotheses), tuple(args.depths), tuple(args.seeds), args.smoke)
     if args.project:

@@ -246,7 +246,7 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--settings", type=int, default=BLOCK, help=f"random settings per depth and type, a multiple "
                    f"of {BLOCK} (default {BLOCK}; the paper: 100)")
-    p.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs per setting (default {EPOCHS})")
+    p.add_argument("--epochs", type=jobs_module.positive_int, default=EPOCHS, help=f"epochs per setting (default {EPOCHS})")
     p.add_argument("--project", action="store_true", help="time a few grouped steps per depth and type and "
                    "print the search's projected CPU cost; trains nothing")
     p.add_argument("--smoke", metavar="DIR", help="train 2 epochs on 600 images with run folders in DIR; "

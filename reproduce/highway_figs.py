@@ -291,7 +291,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    "search's best depth-50 tanh run")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"), help="where MNIST is")
     p.add_argument("--subset", type=int, help="evaluate on the first N training images only (not the paper's)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=jobs_module.positive_int, default=1, help="torch threads (default 1)")
     p.add_argument("--project", action="store_true", help="time the evaluation on a fresh 50-layer net; "
                    "reads no run, writes nothing")
     p.add_argument("--smoke", nargs="?", const="", metavar="DIR", help="train a tiny net a few steps and "

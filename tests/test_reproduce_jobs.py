@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,17 @@ def test_zero_side_by_side_runs_or_threads_are_refused(jobs, flag: str, capsys: 
         jobs.parser("t").parse_args([flag, "0"])
     assert "expected a positive integer, got 0" in capsys.readouterr().err
     assert isinstance(jobs.parser("t").parse_args([flag, "3"]), argparse.Namespace)
+
+
+@pytest.mark.parametrize("script, flags", [("highway_figs", ["--threads", "0"]),
+                                           ("gated_hypotheses", ["--project", "--steps", "0"]),
+                                           ("highway_fig1", ["--epochs", "0"]), ("highway_fig1", ["--epochs", "-1"])])
+def test_the_scripts_own_counts_are_refused_by_argparse(jobs, script: str, flags: list[str],
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    # Before: a traceback (set_num_threads(0); the median of no timed steps) or an empty search.
+    main = importlib.import_module(script).main
+    monkeypatch.setattr(sys, "argv", [script, *flags])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2 and f"expected a positive integer, got {flags[-1]}" in capsys.readouterr().err
