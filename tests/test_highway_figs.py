@@ -76,6 +76,25 @@ def test_per_block_maps_are_the_hand_computed_gates_of_every_layer_class_and_the
     assert torch.equal(gate_biases(model), torch.stack([m.t.bias.detach() for _, m in highway_layers(model)]).double())
 
 
+def test_a_conv_layers_blocks_are_its_channels_averaged_over_positions_padded_to_the_widest_stage() -> None:
+    torch.manual_seed(0)
+    model = compile_spec("highway_cnn(cifar_b)").build().eval()  # stages of 32, 80 and 128 channels
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 1, 3])
+    inputs: list[torch.Tensor] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])) for _, m in highway_layers(model)]
+    maps = highway_maps(model, [(x, y)], 10, sample_index=2)
+    for hook in hooks:
+        hook.remove()
+    widths = [m.t.bias.numel() for _, m in highway_layers(model)]
+    assert widths == [32] * 4 + [80] * 5 + [128] * 5 and maps.mean_t.shape == gate_biases(model).shape == (14, 128)
+    for i, (w, (_, layer)) in enumerate(zip(widths, highway_layers(model))):
+        with torch.no_grad():
+            t = layer.transform_gate(inputs[i]).double()  # (N, C, H, W)
+        assert torch.allclose(maps.mean_t[i, :w], t.mean((0, 2, 3)), atol=1e-6, rtol=0)
+        assert torch.allclose(maps.sample_t[i, :w], t[2].mean((1, 2)), atol=1e-6, rtol=0)
+        assert torch.isnan(maps.mean_t[i, w:]).all() and torch.isnan(gate_biases(model)[i, w:]).all()
+
+
 def test_class_differences_weighted_by_class_counts_sum_to_zero() -> None:
     _, model = _net(2)
     x = torch.randn(57, 1, 28, 28, generator=torch.Generator().manual_seed(3))
@@ -175,12 +194,13 @@ def test_smoke_trains_a_tiny_net_and_writes_figures_and_rows_beside_it_only(shar
     assert "not merged" in capsys.readouterr().out
 
 
-def test_gates_maps_draws_figures_2_and_3_of_any_highway_run(tiny_mnist, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("spec", [SPEC, "highway_cnn(variant=mnist, width=4)"], ids=["mlp", "highway_cnn"])
+def test_gates_maps_draws_figures_2_and_3_of_any_highway_run(spec, tiny_mnist, tmp_path, capsys) -> None:
     from archlang.cli import main as archlang
 
-    compiled = compile_spec(SPEC)
+    compiled = compile_spec(spec)
     run = RunFolder.create(tmp_path / "run")
-    run.write_identity(RunIdentity(SPEC, compiled.canonical, "", {}, "0" * 64),
+    run.write_identity(RunIdentity(spec, compiled.canonical, "", {}, "0" * 64),
                        {"dataset": "mnist", "data_dir": str(tiny_mnist)})
     run.write_model(compiled.build().state_dict())
     run.unlock()

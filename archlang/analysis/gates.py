@@ -48,14 +48,29 @@ def highway_layers(model: nn.Module) -> list[tuple[str, Highway]]:
     return [(path, m) for path, m in model.named_modules() if isinstance(m, Highway)]
 
 
+def _stacked(rows: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """Per-layer tensors stacked on `dim`, their last (block) axis padded with NaN to the widest layer:
+    Highway B's stages have 32, 80 and 128 channels (NaN draws as an empty cell in the maps)."""
+    widest = max(row.shape[-1] for row in rows)
+    return torch.stack([nn.functional.pad(row, (0, widest - row.shape[-1]), value=float("nan")) for row in rows], dim)
+
+
+def _per_block(t: torch.Tensor) -> torch.Tensor:
+    """(N, blocks): a fully connected layer's units, or a convolutional layer's channels averaged over
+    its positions. A conv highway layer's gate bias is per channel, so a channel is its block; its
+    layers differ in H x W, so positions could not be a map's columns anyway."""
+    return t.flatten(2).mean(2) if t.dim() > 2 else t
+
+
 def gate_biases(model: nn.Module) -> torch.Tensor:
     """Transform gate bias per highway layer and block, (layers, blocks): Highway Fig. 2, column 1."""
-    return torch.stack([m.t.bias.detach().double().flatten() for _, m in highway_layers(model)])  # type: ignore[union-attr]
+    return _stacked([m.t.bias.detach().double().flatten() for _, m in highway_layers(model)])  # type: ignore[union-attr]
 
 
 @dataclass
 class HighwayMaps:
-    """Per-block transform gate statistics of every highway layer (rows: layers, columns: blocks)."""
+    """Per-block transform gate statistics of every highway layer (rows: layers, columns: blocks: units,
+    or a conv layer's channels averaged over positions; NaN past a narrower layer's width)."""
 
     paths: list[str]
     mean_t: torch.Tensor  # (L, B) mean T over every input: Fig. 2, column 2
@@ -80,7 +95,7 @@ def _recording(model: nn.Module, on_layer: Callable[[int, torch.Tensor, torch.Te
     for index, (_, module) in enumerate(layers):
         def record(mod: Highway, args, out: torch.Tensor, index: int = index) -> None:
             # T is computed again from the layer's input: Highway.forward keeps it local.
-            on_layer(index, mod.transform_gate(args[0]).flatten(1), out.flatten(1))
+            on_layer(index, _per_block(mod.transform_gate(args[0])), _per_block(out))
         hooks.append(module.register_forward_hook(record))
     try:
         yield layers
@@ -116,11 +131,11 @@ def highway_maps(model: nn.Module, batches, classes: int, sample_index: int = 0)
             seen += len(labels)
     if label < 0:
         raise ArchlangError(f"sample {sample_index} is not among the {seen} inputs")
-    total = torch.stack([sums[i] for i in range(len(layers))], 1)  # (C, L, B)
+    total = _stacked([sums[i] for i in range(len(layers))], 1)  # (C, L, B)
     return HighwayMaps(paths=[p for p, _ in layers], mean_t=total.sum(0) / counts.sum(),
                        class_mean_t=total / counts[:, None, None], class_counts=counts, sample_index=sample_index,
-                       sample_label=label, sample_t=torch.stack([sample[i][0] for i in range(len(layers))]),
-                       sample_y=torch.stack([sample[i][1] for i in range(len(layers))]))
+                       sample_label=label, sample_t=_stacked([sample[i][0] for i in range(len(layers))]),
+                       sample_y=_stacked([sample[i][1] for i in range(len(layers))]))
 
 
 @torch.no_grad()
