@@ -21,6 +21,7 @@ Everything read is validated (records.py): a damaged file is one ArchlangError n
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -72,6 +73,7 @@ class RunFolder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = RunLock(self.path / self.LOCK, self.path)
+        self._made = False  # this object made the folder (create): release() may remove it again
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -82,8 +84,10 @@ class RunFolder:
     def create(cls, path: str | Path) -> RunFolder:
         """A new run folder, locked; refused if a run was already started there."""
         run = cls(path)
+        made = not run.path.exists()
         run._make_dir()
         run.lock()
+        run._made = made
         if run.is_run():
             run.unlock()
             raise ArchlangError("run folder already exists", path=str(run.path),
@@ -118,6 +122,19 @@ class RunFolder:
 
     def unlock(self) -> None:
         self._lock.release()
+
+    def release(self) -> None:
+        """Unlock at the end of a call; a folder that create() made for a run that never started (no
+        run.json: refused before training, e.g. by its data) is removed, so a refusal leaves no litter.
+        Only while it holds nothing but the lock: anything else found in it is kept."""
+        unstarted = self._made and self._lock.held and not self.is_run()
+        if unstarted:
+            with contextlib.suppress(OSError):
+                (self.path / self.LOCK).unlink()  # while still held: a writer that opened it meanwhile fails
+        self.unlock()
+        if unstarted:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # refused (kept) when anything else is in it
 
     # ---- identity ---------------------------------------------------------------------
 

@@ -107,7 +107,7 @@ def _train_members(members: Sequence[Member], recipe: str | None, out: str | Pat
         return GroupedTrainer([m.compiled for m in members], plans, opts).train()
     finally:
         for plan in plans:
-            plan.run.unlock()
+            plan.run.release()
 
 
 def train_grouped(compiled: Compiled, seeds: list[int] | None, *, recipe: str | None = None,

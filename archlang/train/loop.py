@@ -61,4 +61,4 @@ def train(
         try:
             return Trainer(compiled, plan, ctx, opts).train()
         finally:
-            plan.run.unlock()
+            plan.run.release()
