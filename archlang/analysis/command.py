@@ -279,7 +279,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data(p)
     p.add_argument("--no-data", action="store_true", help="skip the highway activity (needs the dataset)")
     p.add_argument("--maps", action="store_true", help="also draw highway gates per layer and block (Highway "
-                   "Figs. 2-3: gate-maps.png, gate-classes.png) over the images of the mean activity")
+                   "Figs. 2-3: gate-maps.png, gate-classes.png) over the images of the mean activity; a conv "
+                   "layer's block is a channel, averaged over its positions")
     p.set_defaults(handler=run_gates)
 
     p = sub.add_parser("fold", help="fold Dirac parameterisation and batchnorm into plain convolutions")
