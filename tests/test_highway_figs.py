@@ -122,12 +122,18 @@ def test_lesioning_a_layer_is_the_network_with_that_layers_gate_bias_at_minus_in
         assert found.error == error_percent(closed, loader)
 
 
-def test_the_last_layer_that_matters_is_the_last_whose_lesion_adds_over_one_point() -> None:
+def test_the_early_layers_that_matter_end_before_layer_45_and_the_layers_after_45_are_counted_apart() -> None:
+    # Sec. 4.2: early layers matter, 15-45 are idle, ~60% idle: the layers after 45 matter too, and they must
+    # not move where the early stretch ends (the paper's "about 15").
     errors = [9.0, 3.0, 1.4, 1.6, 1.2, 1.5]
     numbers = highway_figs.lesion_numbers(0.5, [Lesion(i, f"{i}", e) for i, e in enumerate(errors, 1)])
-    assert numbers == {"used": [1, 2, 4], "last_used": 4, "worst_layer": 1, "worst": 9.0, "idle_most": None}
-    idle = [Lesion(i, f"{i}", 0.5 + (2.0 if i == 30 else 0.1 if i == 15 else 5.0 if i == 46 else 0.0)) for i in range(1, 50)]
-    assert highway_figs.lesion_numbers(0.5, idle)["idle_most"] == 2.0  # layers 15-45 only: not 46
+    assert numbers == {"used": [1, 2, 4], "early_end": 4, "late_used": None, "worst_layer": 1, "worst": 9.0,
+                       "idle_most": None}
+    added = {3: 4.0, 14: 1.5, 15: 0.25, 30: 1.0, 46: 5.0, 49: 2.0}  # the paper's shape: early, idle, late
+    paper_like = [Lesion(i, f"{i}", 0.5 + added.get(i, 0.0)) for i in range(1, 50)]
+    numbers = highway_figs.lesion_numbers(0.5, paper_like)
+    assert numbers["early_end"] == 14 and numbers["late_used"] == [46, 49] and numbers["used"] == [3, 14, 46, 49]
+    assert numbers["idle_most"] == 1.0  # layers 15-45 only: not 46 (1.0 is not over 1 point: 30 is idle)
 
 
 def _fake_run(path: Path, status: str, errors: list[float], losses: list[float]) -> None:
@@ -187,8 +193,10 @@ def test_smoke_trains_a_tiny_net_and_writes_figures_and_rows_beside_it_only(shar
     assert len(errors) == 5 and worst["ours"] == float(f"{max(errors):.4g}")
     assert baseline["ours"] == float(f"{worst['baseline']:.4g}")
     used = [i for i, e in enumerate(errors, 1) if e - worst["baseline"] > 1.0]
-    last = rows["last layer whose lesion adds more than 1 point of training error"]
-    assert last["ours"] == (max(used) if used else 0) and last["paper_value"] == 15
+    early = rows["end of the early layers that matter: last of layers 1-45 whose lesion adds more than 1 point "
+                 "of training error (paper: about 15)"]
+    assert early["ours"] == (max(used) if used else 0) and early["paper_value"] == 15  # a 5-layer net: all early
+    assert not any(m.startswith("layers after 45") for m in rows)  # a 5-layer net has none
     assert RunFolder(tmp_path / "smoke-highway").status() == "finished"
     assert {p: p.read_bytes() for p in committed} == committed  # the committed outputs are left alone
     assert "not merged" in capsys.readouterr().out
