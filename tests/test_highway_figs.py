@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from threads import one_thread  # noqa: F401 (autouse: one torch thread in this module)
@@ -20,6 +21,7 @@ from archlang.analysis.transform import transfer
 from archlang.compiler import compile_spec
 from archlang.runs import LoadedRun, MetricsRow, RunFolder, RunIdentity, Summary
 from archlang.runs.sweep import manifest_of, write_manifest
+from tests.conftest import write_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "reproduce"))  # the scripts import their neighbour `jobs` so
@@ -164,11 +166,54 @@ def test_the_best_run_is_the_finished_tanh_run_with_the_lowest_training_error_re
         _fake_run(sweep / name, status, errors, losses)
     assert [c.run.path.name for c in highway_figs.ranked(highway_figs.search_runs())] == [
         "best", "tie-higher-loss", "low-final-loss"]
-    path, why = highway_figs.choose(argparse.Namespace(run=None))
-    assert path == sweep / "best" and "of 3 finished" in why
-    assert highway_figs.choose(argparse.Namespace(run=str(sweep / "relu")))[0] == sweep / "relu"
+    assert highway_figs.choose(argparse.Namespace(run=str(sweep / "relu"), threads=1))[0] == sweep / "relu"
     with pytest.raises(highway_figs.ArchlangError, match="the run is stopped, not finished"):
-        highway_figs.choose(argparse.Namespace(run=str(sweep / "unfinished")))
+        highway_figs.choose(argparse.Namespace(run=str(sweep / "unfinished"), threads=1))
+
+
+def _search_with_weights(tmp_path: Path, data: Path, seeds: range, constant: dict[int, int] | None = None) -> Path:
+    """A depth-50 part1 sweep folder of finished tanh runs with real (random, seeded) weights, one per seed;
+    seed s's net answers class constant[s] for every image where given."""
+    sweep = tmp_path / "highway-fig1" / f"highway-{highway_figs.LAYERS}-part1"
+    sweep.mkdir(parents=True)
+    records = [{"index": s, "name": f"s{s}", "values": {"a": '"tanh"'}, "spec": SPEC, "params": 0} for s in seeds]
+    write_manifest(sweep, manifest_of("x", records))
+    for seed in seeds:
+        compiled, model = _net(seed)
+        if constant:
+            with torch.no_grad():
+                model[-1].weight.zero_()
+                model[-1].bias.copy_(torch.eye(10)[constant[seed]])
+        run = RunFolder.create(sweep / f"s{seed}")
+        run.write_identity(RunIdentity(SPEC, compiled.canonical, "", {}, "0" * 64),
+                           {"dataset": "mnist", "data_dir": str(data)})
+        run.write_model(model.state_dict())
+        run.write_summary(Summary(status="finished", epochs_done=1, epochs=1))
+        run.unlock()
+    return sweep
+
+
+def _meters(sweep: Path, meter: dict[str, float]) -> None:
+    for name, error in meter.items():
+        RunFolder(sweep / name).rewrite_metrics([MetricsRow(epoch=1, train_loss=1.0, train_error=error, lr=0.1,
+                                                            seconds=1.0)])
+
+
+def test_footnote_3_is_the_lowest_evaluated_training_error_of_the_three_best_by_the_meter(
+        tmp_path, monkeypatch, capsys) -> None:
+    data = write_mnist(tmp_path / "data", train=55)
+    labels = np.repeat(np.arange(10), np.arange(1, 11)).astype(np.uint8)  # class c: c + 1 of the 55 images
+    (data / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(np.array([2049, 55], ">i4").tobytes()
+                                                                     + labels.tobytes())
+    monkeypatch.setattr(jobs, "RUNS", tmp_path)
+    # s9 answers class 9 for every image (error 45/55), s8 class 8 (46/55), ...: s9 is the truly best net.
+    sweep = _search_with_weights(tmp_path, data, range(6, 10), constant={s: s for s in range(6, 10)})
+    # The meter ranks them backwards: s9 comes fourth and is never evaluated (RECHECK = 3); of the
+    # three evaluated the lowest training error is s8's, last by the meter.
+    _meters(sweep, {"s6": 1.0, "s7": 2.0, "s8": 3.0, "s9": 4.0})
+    path, why = highway_figs.choose(argparse.Namespace(run=None, threads=1, data_dir=str(data), subset=None))
+    assert path == sweep / "s8" and f"{100 * 46 / 55:.3g}% (its meter's 3%)" in why and "the 3 lowest" in why
+    assert "footnote 3: 3 training-set evaluations, CPU seconds" in capsys.readouterr().out
 
 
 def test_without_a_finished_run_it_says_so_in_one_line_and_exits_2(tmp_path, monkeypatch, capsys) -> None:
