@@ -4,7 +4,8 @@ The command order (the search trains the nets this script analyses):
 
     python reproduce/highway_fig1.py --time-limit 120   # first: the Figure 1 random search; again until it is done
     python reproduce/highway_figs.py                    # then: Figures 2-4 of its best finished depth-50 tanh run
-    python reproduce/highway_figs.py --run PATH         # Figures 2-4 of any finished highway run folder instead
+    python reproduce/highway_figs.py --run PATH         # of any finished highway run, into PATH/analysis/ (not merged)
+    python reproduce/highway_figs.py --subset N         # the best run on N training images, into its analysis/ too
     python reproduce/highway_figs.py --project          # CPU seconds of the evaluation, on a fresh 50-layer net
     python reproduce/highway_figs.py --smoke            # CI: a tiny net trained a few steps; outputs in a temp dir
 
@@ -25,7 +26,7 @@ running train-mode meter of each epoch (the weights move while it is taken), so 
 RECHECK best by it (lowest epoch; ties by the lower final training loss) are evaluated on the training
 set in eval mode with their final weights, the ones analysed, and the lowest of those is the net.
 Our search is 20 settings per depth and type (9 of the first 20 tanh), 10 epochs each; the paper's was
-100 runs.
+100 runs. Only that net over all 60,000 images makes the committed figures and results.json rows.
 
 What the paper has that this cannot: the bottom rows of Figures 2-4 are a CIFAR-100 net, and CIFAR-100
 is not on this machine (/work/shared/data has MNIST and CIFAR-10 only); the MNIST panels are all
@@ -225,15 +226,25 @@ def rows(found: Analysis, base: dict[str, Any]) -> list[dict[str, Any]]:
     return found_rows
 
 
-def base_row(found: Analysis, selection: str, data_dir: str | None, subset: int | None) -> dict[str, Any]:
+def command_line(args: argparse.Namespace) -> str:
+    """The command that makes these rows (the search's best run unless --run)."""
+    run = getattr(args, "run", None)
+    shown = ""
+    if run:
+        where = Path(run).resolve()
+        shown = f" --run {where.relative_to(ROOT) if where.is_relative_to(ROOT) else where}"
+    return (f"python reproduce/highway_figs.py{shown}" + (f" --subset {args.subset}" if args.subset else "")
+            + (f" --data-dir {args.data_dir}" if args.data_dir else ""))
+
+
+def base_row(found: Analysis, selection: str, command: str) -> dict[str, Any]:
     run = found.run
     where = Path(run.folder).resolve()
     shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
-    command = f"python reproduce/highway_figs.py --run {shown}" + (f" --subset {subset}" if subset else "")
     return {"paper": PAPER, "table": TABLE, "spec": run.compiled.canonical, "run": str(shown),
             "selection": selection, "epochs": run.recipe.get("epochs"), "sample_index": found.maps.sample_index,
             "scale": f"MNIST, {found.images} training images (CIFAR-100 panels: no CIFAR-100 here)",
-            "command": command + (f" --data-dir {data_dir}" if data_dir else "")}
+            "command": command}
 
 
 def evaluated(order: list[Candidate], data_dir: str | None, subset: int | None) -> tuple[list[tuple[float, Candidate]], float]:
@@ -278,7 +289,7 @@ def choose(args: argparse.Namespace) -> tuple[Path, str]:
 
 def report(found: Analysis, selection: str, args: argparse.Namespace, figures: dict[int, Path]) -> list[dict]:
     draw(found, figures)
-    entries = rows(found, base_row(found, selection, args.data_dir, args.subset))
+    entries = rows(found, base_row(found, selection, command_line(args)))
     print(f"run: {found.run.folder} ({selection})")
     print(f"sample: training image {found.maps.sample_index} (random.Random({SAMPLE_SEED}))")
     for e in entries:
@@ -289,12 +300,19 @@ def report(found: Analysis, selection: str, args: argparse.Namespace, figures: d
     return entries
 
 
-def smoke(folder: Path, data_dir: str) -> int:
-    """Train a tiny highway net for 6 steps with `archlang train`, then the whole analysis into `folder`."""
+def write_beside(entries: list[dict], path: Path, why: str) -> None:
+    """Rows that must not stand in results.json for the paper's net: a file of their own."""
     import json
 
-    from archlang.cli import main as archlang
     from archlang.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(entries, indent=2) + "\n", what="the analysis's results")
+    print(f"{len(entries)} results ({why}: not merged) in {path}")
+
+
+def smoke(folder: Path, data_dir: str) -> int:
+    """Train a tiny highway net for 6 steps with `archlang train`, then the whole analysis into `folder`."""
+    from archlang.cli import main as archlang
 
     folder.mkdir(parents=True, exist_ok=True)
     spec = folder / "smoke.arch"
@@ -308,8 +326,7 @@ def smoke(folder: Path, data_dir: str) -> int:
     found = analyse(folder / "smoke-highway", data_dir, 600)
     args = argparse.Namespace(data_dir=data_dir, subset=600)
     entries = report(found, "smoke: a 6-step tiny net", args, {n: folder / f"highway_fig{n}.png" for n in FIGURES})
-    atomic_write_text(folder / "results.json", json.dumps(entries, indent=2) + "\n", what="the smoke's results")
-    print(f"{len(entries)} results (smoke: not merged) in {folder / 'results.json'}")
+    write_beside(entries, folder / "results.json", "smoke")
     return 0
 
 
@@ -366,13 +383,20 @@ def main(argv: list[str] | None = None) -> int:
             project(args.data_dir)
             return 0
         path, selection = choose(args)
-        threads(args.threads)
-        entries = report(analyse(path, args.data_dir, args.subset), selection, args, FIGURES)
+        # Only the search's best net over the whole training set is the paper's Figures 2-4: any other run,
+        # or fewer images, writes beside the run and leaves results.json and the committed figures alone.
+        paper_figures = args.run is None and args.subset is None
+        folder = None if paper_figures else RunFolder(path).analysis_dir()
+        figures = FIGURES if folder is None else {n: folder / f"highway_fig{n}.png" for n in FIGURES}
+        entries = report(analyse(path, args.data_dir, args.subset), selection, args, figures)
+        if folder is not None:
+            write_beside(entries, folder / "highway_figs.json", "--run" if args.run else "--subset")
+            return 0
     except ArchlangError as err:
         print(err.render(), file=sys.stderr)
         return 2
     merge_results(entries, (PAPER, TABLE))
-    print(f"{len(entries)} results merged into {jobs_module.RESULTS.relative_to(ROOT)}")
+    print(f"{len(entries)} results merged into {jobs_module.RESULTS}")
     return 0
 
 

@@ -216,6 +216,27 @@ def test_footnote_3_is_the_lowest_evaluated_training_error_of_the_three_best_by_
     assert "footnote 3: 3 training-set evaluations, CPU seconds" in capsys.readouterr().out
 
 
+def test_only_the_search_best_over_all_images_is_merged_and_drawn_as_figures_2_4(
+        tiny_mnist, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(jobs, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(highway_figs, "FIGURES", {n: tmp_path / f"fig{n}.png" for n in (2, 3, 4)})
+    sweep = _search_with_weights(tmp_path / "runs", tiny_mnist, range(2))
+    _meters(sweep, {"s0": 1.0, "s1": 2.0})
+    data = ["--data-dir", str(tiny_mnist)]
+    for argv, run in ((["--run", str(sweep / "s1")], "s1"), (["--subset", "32"], "s0")):
+        assert highway_figs.main(argv + data) == 0
+        assert "not merged" in capsys.readouterr().out
+        beside = sweep / run / "analysis"
+        assert all((beside / f"highway_fig{n}.png").is_file() for n in (2, 3, 4))
+        assert json.loads((beside / "highway_figs.json").read_text())[0]["table"] == "Figures 2-4"
+        assert not jobs.RESULTS.exists() and not any(p.exists() for p in highway_figs.FIGURES.values())
+    assert highway_figs.main(data) == 0
+    merged = json.loads(jobs.RESULTS.read_text())
+    assert {r["run"] for r in merged} == {str(sweep / "s0")} and all(p.is_file() for p in highway_figs.FIGURES.values())
+    assert merged[0]["command"] == f"python reproduce/highway_figs.py --data-dir {tiny_mnist}"
+
+
 def test_without_a_finished_run_it_says_so_in_one_line_and_exits_2(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(jobs, "RUNS", tmp_path)
     assert highway_figs.main(["--data-dir", str(tmp_path)]) == 2

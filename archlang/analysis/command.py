@@ -35,7 +35,9 @@ def _emit(args: argparse.Namespace, title: str, columns: list[str], rows: list[l
 
 
 def _out_dir(args: argparse.Namespace, run) -> Path:
-    folder = Path(args.out) if args.out else (run.folder / "analysis" if run.folder else Path("."))
+    from archlang.runs import RunFolder
+
+    folder = Path(args.out) if args.out else (run.folder / RunFolder.ANALYSIS if run.folder else Path("."))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:

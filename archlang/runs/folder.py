@@ -69,6 +69,7 @@ class RunFolder:
     CHECKPOINTS, LOCK = "checkpoints", ".lock"
     LOGS: ClassVar[dict[str, str]] = {"steps": "steps.csv", "epochs": "epochs.csv"}
     TENSORBOARD = "tensorboard"
+    ANALYSIS = "analysis"  # what analyses of the run (archlang gates, prune, ...; reproduce/) write beside it
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -291,6 +292,16 @@ class RunFolder:
         from archlang.runs.state import save_tensors
 
         save_tensors(self.model_path, tensors, what="weights")
+
+    def analysis_dir(self) -> Path:
+        """The folder for analyses of this run (figures, their numbers), made if missing."""
+        path = self.path / self.ANALYSIS
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ArchlangError(f"cannot create the analysis folder ({exc.strerror or exc})", path=str(path),
+                                hint="check the run folder's permissions, or give the analysis another --out") from None
+        return path
 
     @property
     def checkpoints(self) -> Path:
