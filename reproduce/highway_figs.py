@@ -313,10 +313,11 @@ def write_beside(entries: list[dict], path: Path, why: str) -> None:
 def smoke(folder: Path, data_dir: str) -> int:
     """Train a tiny highway net for 6 steps with `archlang train`, then the whole analysis into `folder`."""
     from archlang.cli import main as archlang
+    from archlang.fileio import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     spec = folder / "smoke.arch"
-    spec.write_text(SMOKE_SPEC + "\n")
+    atomic_write_text(spec, SMOKE_SPEC + "\n", what="the smoke's spec")
     # In this process: the imports are paid once, so the smoke takes seconds.
     code = archlang(["train", str(spec), "--recipe", "highway-mnist", "--epochs", "1", "--subset", "600",
                      "--eval-subset", "200", "--data-dir", data_dir, "--out", str(folder), "--name", "smoke-highway",
