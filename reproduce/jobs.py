@@ -83,12 +83,14 @@ class Job:
         A script collecting results may be called with other --epochs or --subset than the
         run was trained with; the recorded command must be the one that made the numbers.
         """
-        if not self.run.is_run():
+        # A grouped sweep's folder is no run: its points' are, and they all train with the same flags.
+        run = next((r for r in self.runs if r.is_run()), None) if self.grouped_sweep else self.run
+        if run is None or not run.is_run():
             return list(self.extra)
         flags = list(self.extra)
         if "--epochs" in flags:  # without it the recipe's own epochs made the run
-            flags = _with_flag(flags, "--epochs", self.run.read_recipe()["epochs"])
-        return _with_flag(flags, "--subset", self.run.read_info().subset)
+            flags = _with_flag(flags, "--epochs", run.read_recipe()["epochs"])
+        return _with_flag(flags, "--subset", run.read_info().subset)
 
     def status(self) -> str:
         """finished, or diverged, when every member is done (archlang.runs.is_done: a diverged copy is an
@@ -224,9 +226,16 @@ def summary(job: Job) -> dict | None:
 
 
 def merge_results(entries: list[dict], replace_prefix: tuple[str, str]) -> None:
-    """Replace this script's entries (matched by paper and table) in results.json, keep the others."""
+    """Replace this script's entries (matched by paper and table) in results.json, keep the others.
+
+    No rows never replace a table's rows: a collection that found nothing (other flags than the runs were
+    trained with, runs elsewhere) is refused with exit 2, not turned into an erased table."""
     existing = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     kept = [e for e in existing if (e["paper"], e["table"]) != replace_prefix]
+    if not entries and len(kept) < len(existing):
+        print(f"error: no {replace_prefix[1]} rows were collected, so its {len(existing) - len(kept)} rows in "
+              f"{RESULTS} are kept; check that the flags are those the runs were trained with", file=sys.stderr)
+        raise SystemExit(2)
     atomic_write_text(RESULTS, json.dumps(kept + entries, indent=2) + "\n", what="results.json")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -103,3 +104,19 @@ def test_the_scripts_own_counts_are_refused_by_argparse(jobs, script: str, flags
     with pytest.raises(SystemExit) as stop:
         main()
     assert stop.value.code == 2 and f"expected a positive integer, got {flags[-1]}" in capsys.readouterr().err
+
+
+def test_no_rows_never_replace_a_tables_rows(jobs, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    # Review s6 finding 4: a collection that found nothing erased the table it replaces.
+    monkeypatch.setattr(jobs, "RESULTS", tmp_path / "results.json")
+    jobs.merge_results([], ("P", "T"))  # nothing there: nothing to keep
+    row = {"paper": "P", "table": "T", "metric": "m", "ours": 1.0}
+    jobs.merge_results([row, {**row, "table": "U"}], ("P", "T"))
+    before = jobs.RESULTS.read_text()
+    with pytest.raises(SystemExit) as exit_:
+        jobs.merge_results([], ("P", "T"))
+    assert exit_.value.code == 2 and jobs.RESULTS.read_text() == before
+    err = capsys.readouterr().err
+    assert err.startswith("error: no T rows were collected, so its 1 rows in") and err.count("\n") == 1
+    jobs.merge_results([{**row, "ours": 2.0}], ("P", "T"))  # rows do replace rows
+    assert [r["ours"] for r in json.loads(jobs.RESULTS.read_text())] == [1.0, 2.0]
