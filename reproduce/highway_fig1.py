@@ -111,23 +111,27 @@ def jobs(count: int, epochs: int, extra: tuple[str, ...] = ()) -> dict[tuple[str
     return found
 
 
-def curves(group: list[Job]) -> list[tuple[str, list[float], str]]:
-    """(point, training loss per epoch, status) of every point of these sweeps that has ended."""
+def curves(group: list[Job]) -> list[tuple[str, list[float], str, int]]:
+    """(point, training loss per epoch, status, the epochs its recorded recipe trains) of every point of these
+    sweeps that has ended."""
     found = []
     for job in group:
         manifest = read_manifest(jobs_module.RUNS / job.name)
         for p in manifest.points if manifest else []:
             run = RunFolder(jobs_module.RUNS / job.name / p.name)
             if is_done(run.status()):
-                found.append((p.name, [r.train_loss for r in run.read_metrics()], run.status()))
+                found.append((p.name, [r.train_loss for r in run.read_metrics()], run.status(),
+                              int(run.read_recipe()["epochs"])))
     return found
 
 
-def ranked(found: list[tuple[str, list[float], str]], epochs: int) -> list[tuple[str, list[float]]]:
-    """Settings that trained every epoch, lowest final training loss first (a diverged one never ranks)."""
-    full = [(name, losses) for name, losses, status in found if status == "finished" and len(losses) == epochs
+def ranked(found: list[tuple[str, list[float], str, int]]) -> list[tuple[str, list[float]]]:
+    """Settings that trained every epoch their recipe records, lowest final training loss first (a diverged one
+    never ranks). The collecting command's --epochs plays no part: another one must not drop every run."""
+    full = [(name, losses) for name, losses, status, epochs in found if status == "finished" and len(losses) == epochs
             and math.isfinite(losses[-1])]
-    return sorted(full, key=lambda item: item[1][-1])
+    longest = max((len(losses) for _, losses in full), default=0)  # one length per curve of the top-10 mean
+    return sorted([item for item in full if len(item[1]) == longest], key=lambda item: item[1][-1])
 
 
 def plot(best: dict[tuple[str, int], list[float]], top10: dict[tuple[str, int], list[float]], path: Path) -> None:
@@ -152,20 +156,22 @@ def plot(best: dict[tuple[str, int], list[float]], top10: dict[tuple[str, int], 
     plt.close(fig)
 
 
-def results(all_jobs: dict[tuple[str, int], list[Job]], epochs: int, figure: Path = FIGURE) -> list[dict]:
-    """Per type and depth: the best setting's final training loss, and the mean +- std of the top 10."""
+def results(all_jobs: dict[tuple[str, int], list[Job]], figure: Path = FIGURE) -> list[dict]:
+    """Per type and depth: the best setting's final training loss, and the mean +- std of the top 10, over the
+    epochs the runs were trained for."""
     entries, best, top10 = [], {}, {}
     for (kind, layers), group in sorted(all_jobs.items()):
         found = curves(group)
-        order = ranked(found, epochs)
+        order = ranked(found)
         if not order:
             continue
+        epochs = len(order[0][1])
         finals = [losses[-1] for _, losses in order]
         top = order[:10]
         best[(kind, layers)] = order[0][1]
         top10[(kind, layers)] = [stats.mean([c[i] for _, c in top]) for i in range(epochs)]
         base = {"paper": PAPER, "table": "Figure 1", "spec": group[0].spec, "epochs": epochs,
-                "settings": len(found), "trained": len(order), "diverged": sum(s == "diverged" for *_, s in found),
+                "settings": len(found), "trained": len(order), "diverged": sum(s == "diverged" for _, _, s, _ in found),
                 "scale": f"full MNIST, {epochs} epochs, {len(found)} random settings (paper: 100, epochs not stated)",
                 "command": " && ".join(j.command("../shared/data") for j in group)}
         paper = "< 1e-4 (curves only)" if kind == "plain" and layers <= 20 else None
@@ -265,10 +271,10 @@ def main() -> None:
     if wall is not None:
         print(f"wall time this invocation: {wall / 60:.1f} min")
     if args.smoke:
-        entries = results(all_jobs, args.epochs, jobs_module.RUNS / "highway_fig1.png")
+        entries = results(all_jobs, jobs_module.RUNS / "highway_fig1.png")
         print(f"{len(entries)} results (smoke: not merged); figure {jobs_module.RUNS / 'highway_fig1.png'}")
         return
-    entries = results(all_jobs, args.epochs)
+    entries = results(all_jobs)
     merge_results(entries, (PAPER, "Figure 1"))
     print(f"{len(entries)} results; figure {FIGURE.relative_to(ROOT)}")
 

@@ -35,3 +35,29 @@ def test_a_search_file_trains_as_two_groups_split_by_activation() -> None:
     assert sorted(map(sorted, acts)) == [['"relu"'], ['"tanh"']] and sum(map(len, groups)) == 20
     settings = highway_fig1.sample("highway", 10, 20)
     assert all(-10 <= s["b"] <= -1 and s["a"] in ("relu", "tanh") for s in settings)  # the paper's stated ranges
+
+
+def test_collecting_with_other_epochs_keeps_the_rows_and_records_the_trained_command(tmp_path, monkeypatch) -> None:
+    # Review s6 finding 4: `--collect-only --epochs 5` over runs trained 3 epochs found no run and erased the rows.
+    import jobs
+
+    from archlang.runs import MetricsRow, RunFolder, RunIdentity, Summary
+    from archlang.runs.sweep import manifest_of, write_manifest
+
+    monkeypatch.setattr(jobs, "RUNS", tmp_path)
+    group = highway_fig1.jobs(highway_fig1.BLOCK, 5)[("highway", 10)]
+    sweep = tmp_path / group[0].name
+    sweep.mkdir(parents=True)
+    points = {"p0": [1.0, 0.5, 0.2], "p1": [1.0, 0.4, 0.1]}
+    write_manifest(sweep, manifest_of("x", [{"index": i, "name": n, "values": {}, "spec": "x", "params": 0}
+                                            for i, n in enumerate(points)]))
+    for name, losses in points.items():
+        run = RunFolder.create(sweep / name)
+        run.write_identity(RunIdentity("x", "x", "", {"epochs": 3}, "0" * 64), {})
+        for epoch, loss in enumerate(losses, 1):
+            run.append_metrics(MetricsRow(epoch=epoch, train_loss=loss, train_error=1.0, lr=0.1, seconds=1.0))
+        run.write_summary(Summary(status="finished", epochs_done=3, epochs=3))
+        run.unlock()
+    rows = highway_fig1.results({("highway", 10): group}, tmp_path / "fig1.png")
+    assert [r["ours"] for r in rows] == [0.1, 0.15] and rows[0]["best_setting"] == "p1"
+    assert all(r["epochs"] == 3 and "--epochs 3" in r["command"] and "--epochs 5" not in r["command"] for r in rows)
