@@ -27,7 +27,7 @@ from pathlib import Path
 
 import jobs as jobs_module
 import stats
-from jobs import ROOT, Job, committed_spec, merge_results, parser, run_unless_collecting
+from jobs import ROOT, Job, SpecFile, merge_results, parser, run_unless_collecting
 
 from archlang.runs import RunFolder, is_done
 from archlang.runs.sweep import read_manifest
@@ -87,27 +87,25 @@ def spec_text(kind: str, layers: int, settings: list[dict[str, float | str]]) ->
             "train(lr=lr, momentum=m, gamma=g, schedule=\"exponential\", nesterov=false, weight_decay=0)\n")
 
 
-def spec_files(count: int) -> dict[tuple[str, int], list[Path]]:
-    """The sweep files of the first `count` settings per type and depth, written if missing, checked if not."""
-    files: dict[tuple[str, int], list[Path]] = {}
+def spec_files(count: int) -> dict[tuple[str, int], list[SpecFile]]:
+    """The sweep files of the first `count` settings per type and depth (named, not written: see main)."""
+    files: dict[tuple[str, int], list[SpecFile]] = {}
     for kind in KINDS:
         for layers in LAYERS:
             settings = sample(kind, layers, count)
-            paths = []
-            for part, start in enumerate(range(0, count, BLOCK), 1):
-                paths.append(committed_spec(SPECS / f"{kind}-{layers}-part{part}.arch",
-                                            spec_text(kind, layers, settings[start:start + BLOCK]),
-                                            f"seed {SEARCH_SEED}"))
-            files[(kind, layers)] = paths
+            files[(kind, layers)] = [SpecFile(SPECS / f"{kind}-{layers}-part{part}.arch",
+                                              spec_text(kind, layers, settings[start:start + BLOCK]),
+                                              f"seed {SEARCH_SEED}") for part, start in enumerate(range(0, count, BLOCK), 1)]
     return files
 
 
 def jobs(count: int, epochs: int, extra: tuple[str, ...] = ()) -> dict[tuple[str, int], list[Job]]:
-    """One grouped-sweep job per sweep file; deepest first, so the longest start early."""
+    """One grouped-sweep job per sweep file (checked against the seed if it exists); deepest first, so the
+    longest start early."""
     found: dict[tuple[str, int], list[Job]] = {}
-    for (kind, layers), paths in sorted(spec_files(count).items(), key=lambda kv: -kv[0][1]):
-        found[(kind, layers)] = [Job(f"highway-fig1/{p.stem}", str(p.relative_to(ROOT)), "highway-mnist",
-                                     ["--epochs", str(epochs), *FLAGS, *extra], grouped_sweep=True) for p in paths]
+    for (kind, layers), files in sorted(spec_files(count).items(), key=lambda kv: -kv[0][1]):
+        found[(kind, layers)] = [Job(f"highway-fig1/{f.path.stem}", str(f.check().relative_to(ROOT)), "highway-mnist",
+                                     ["--epochs", str(epochs), *FLAGS, *extra], grouped_sweep=True) for f in files]
     return found
 
 
@@ -223,7 +221,7 @@ def _step_seconds(networks: list, recipes: list, steps: int) -> tuple[float, flo
     return step, time.process_time() - start
 
 
-def project(all_jobs: dict[tuple[str, int], list[Job]], epochs: int, steps: int = 5) -> None:
+def project(all_jobs: dict[tuple[str, int], list[Job]], count: int, epochs: int, steps: int = 5) -> None:
     """Time each group's grouped step (one thread, CPU time, FLAGS as the search trains) and print the search's
     projected cost."""
     from archlang.compiler import compile_all
@@ -233,10 +231,11 @@ def project(all_jobs: dict[tuple[str, int], list[Job]], epochs: int, steps: int 
     from archlang.train.options import TrainOptions, configure_threads
 
     configure_threads(TrainOptions(threads=1, flush_denormal="--flush-denormal" in FLAGS))
+    texts = {str(f.path.relative_to(ROOT)): f.text for files in spec_files(count).values() for f in files}
     total = 0.0
     for (kind, layers), group in sorted(all_jobs.items()):
         for job in group:
-            source = Source((ROOT / job.spec).read_text(), job.spec)
+            source = Source(texts[job.spec], job.spec)  # the seed's text: a missing file is not written to time it
             compiled = compile_all(source)
             for points in group_points(source, sweep_points(source), job.recipe, {"epochs": epochs}):
                 recipes = _point_recipes(compiled, points, job.recipe, {"epochs": epochs})
@@ -248,7 +247,7 @@ def project(all_jobs: dict[tuple[str, int], list[Job]], epochs: int, steps: int 
     print(f"projected: {total / 3600:.1f} CPU hours for {epochs} epochs, about {total / 7200:.1f} h on 2 cores")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--settings", type=int, default=BLOCK, help=f"random settings per depth and type, a multiple "
                    f"of {BLOCK} (default {BLOCK}; the paper: 100)")
@@ -257,7 +256,7 @@ def main() -> None:
                    "print the search's projected CPU cost; trains nothing")
     p.add_argument("--smoke", metavar="DIR", help="train 2 epochs on 600 images with run folders in DIR; "
                    "results.json and the committed figure are left alone")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.settings < BLOCK or args.settings % BLOCK:
         raise SystemExit(f"--settings must be a multiple of {BLOCK}")
     if args.smoke:
@@ -265,8 +264,12 @@ def main() -> None:
         args.epochs = 2
     all_jobs = jobs(args.settings, args.epochs, ("--subset", "600", "--eval-subset", "1000") if args.smoke else ())
     if args.project:
-        project(all_jobs, args.epochs)
+        project(all_jobs, args.settings, args.epochs)
         return
+    if not args.collect_only:  # only training writes the sweep files (committed; a new --settings adds some)
+        for files in spec_files(args.settings).values():
+            for f in files:
+                f.write()
     wall = run_unless_collecting([j for group in all_jobs.values() for j in group], args)
     if wall is not None:
         print(f"wall time this invocation: {wall / 60:.1f} min")

@@ -209,15 +209,32 @@ def run_all(jobs: list[Job], data_dir: str, parallel: int, threads: int, time_li
     return time.monotonic() - start
 
 
+@dataclass(frozen=True)
+class SpecFile:
+    """A spec file a script writes once and commits (`source`: what makes its text). Naming one writes
+    nothing: `check` refuses a file that differs, since the runs in its folders were trained from it, and
+    only training `write`s a missing one, so collecting and reading commands leave the tree alone."""
+
+    path: Path
+    text: str
+    source: str
+
+    def check(self) -> Path:
+        if self.path.is_file() and self.path.read_text() != self.text:
+            raise SystemExit(f"{self.path} differs from what {self.source} gives; restore it with git (its runs were "
+                             "trained from it)")
+        return self.path
+
+    def write(self) -> Path:
+        if not self.check().is_file():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, self.text, what="spec file")
+        return self.path
+
+
 def committed_spec(path: Path, text: str, source: str) -> Path:
-    """A spec file a script writes once and commits (`source`: what makes its text): written if missing,
-    refused if it differs, since the runs in its folders were trained from it."""
-    if path.is_file() and path.read_text() != text:
-        raise SystemExit(f"{path} differs from what {source} gives; restore it with git (its runs were trained from it)")
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, text, what="spec file")
-    return path
+    """SpecFile(path, text, source).write(): written if missing, refused if it differs."""
+    return SpecFile(path, text, source).write()
 
 
 def summary(job: Job) -> dict | None:

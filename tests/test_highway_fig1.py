@@ -61,3 +61,25 @@ def test_collecting_with_other_epochs_keeps_the_rows_and_records_the_trained_com
     rows = highway_fig1.results({("highway", 10): group}, tmp_path / "fig1.png")
     assert [r["ours"] for r in rows] == [0.1, 0.15] and rows[0]["best_setting"] == "p1"
     assert all(r["epochs"] == 3 and "--epochs 3" in r["command"] and "--epochs 5" not in r["command"] for r in rows)
+
+
+def test_only_training_writes_the_sweep_files(tmp_path, monkeypatch) -> None:
+    # Review s6 findings 3 and 17: collecting (and highway_figs, which names the search's runs) wrote them.
+    import highway_figs
+    import jobs
+
+    monkeypatch.setattr(highway_fig1, "ROOT", tmp_path)
+    monkeypatch.setattr(highway_fig1, "SPECS", tmp_path / "reproduce" / "highway_fig1")
+    monkeypatch.setattr(highway_fig1, "FIGURE", tmp_path / "reproduce" / "highway_fig1.png")
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(jobs, "RESULTS", tmp_path / "results.json")
+    assert highway_fig1.jobs(highway_fig1.BLOCK, 10) and highway_figs.search_runs() == []
+    highway_fig1.main(["--collect-only"])
+    assert not highway_fig1.SPECS.exists()
+    started = []
+    monkeypatch.setattr(jobs, "run_all", lambda found, *_: started.append(found) or 0.0)
+    highway_fig1.main(["--time-limit", "1"])
+    written = sorted(p.name for p in highway_fig1.SPECS.iterdir())
+    assert len(written) == 8 and len(started[0]) == 8 and "highway-50-part1.arch" in written
+    assert (highway_fig1.SPECS / "plain-20-part1.arch").read_text() == (ROOT / "reproduce" / "highway_fig1" /
+                                                                        "plain-20-part1.arch").read_text()

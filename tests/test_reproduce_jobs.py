@@ -120,3 +120,11 @@ def test_no_rows_never_replace_a_tables_rows(jobs, monkeypatch: pytest.MonkeyPat
     assert err.startswith("error: no T rows were collected, so its 1 rows in") and err.count("\n") == 1
     jobs.merge_results([{**row, "ours": 2.0}], ("P", "T"))  # rows do replace rows
     assert [r["ours"] for r in json.loads(jobs.RESULTS.read_text())] == [1.0, 2.0]
+
+
+def test_a_committed_spec_file_is_named_without_a_write_checked_and_written_only_when_asked(jobs, tmp_path) -> None:
+    spec = jobs.SpecFile(tmp_path / "s" / "a.arch", "mlp()\n", "the seed")
+    assert spec.check() == spec.path and not spec.path.exists()
+    assert spec.write().read_text() == "mlp()\n" and spec.write() == spec.path
+    with pytest.raises(SystemExit, match="a.arch differs from what the seed gives; restore it with git"):
+        jobs.SpecFile(spec.path, "mlp(depth=2)\n", "the seed").check()
