@@ -160,10 +160,9 @@ def _paired_rows(d: int, found: dict) -> list[dict]:
 
 def plot(all_jobs: list[Job], path: Path = ROOT / "reproduce" / "gated_fig4.png") -> None:
     """Figure 4: mean training loss over the finished seeds per kind, band min to max, one panel per depth."""
-    import matplotlib
+    from archlang.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cells = _cells(all_jobs)
     fig, axes = plt.subplots(1, len(DEPTHS), figsize=(4 * len(DEPTHS), 3.2), sharey=True, squeeze=False)

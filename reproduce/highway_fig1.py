@@ -133,11 +133,9 @@ def ranked(found: list[tuple[str, list[float], str, int]]) -> list[tuple[str, li
 
 
 def plot(best: dict[tuple[str, int], list[float]], top10: dict[tuple[str, int], list[float]], path: Path) -> None:
-    import matplotlib
+    from archlang.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     colours = dict(zip(LAYERS, ("tab:blue", "tab:green", "tab:orange", "tab:red")))
     for ax, (title, data) in zip(axes, (("best setting", best), ("mean of the top 10 settings", top10))):

@@ -287,10 +287,9 @@ def run_unless_collecting(jobs: list[Job], args: argparse.Namespace) -> float | 
 
 def plot_loss_panels(panels: dict[str, list[tuple[str, Job]]], path: Path, ylabel: str) -> None:
     """One panel per title, one training-loss curve per (label, job), log scale: the papers' loss figures."""
-    import matplotlib
+    from archlang.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), sharey=True, squeeze=False)
     for ax, (title, curves) in zip(axes[0], panels.items()):

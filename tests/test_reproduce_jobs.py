@@ -128,3 +128,9 @@ def test_a_committed_spec_file_is_named_without_a_write_checked_and_written_only
     assert spec.write().read_text() == "mlp()\n" and spec.write() == spec.path
     with pytest.raises(SystemExit, match="a.arch differs from what the seed gives; restore it with git"):
         jobs.SpecFile(spec.path, "mlp(depth=2)\n", "the seed").check()
+
+
+def test_the_reproduce_scripts_get_pyplot_from_its_one_home() -> None:
+    # Review s6 finding 14: archlang/plotting.py sets up the Agg backend; the scripts had their own copies.
+    by_hand = [p.name for p in sorted(REPRODUCE.glob("*.py")) if "matplotlib.use(" in p.read_text()]
+    assert by_hand == []
