@@ -181,15 +181,6 @@ def results(all_jobs: dict[tuple[str, int], list[Job]], figure: Path = FIGURE) -
     return entries
 
 
-def _point_recipes(compiled: list, points: list, recipe: str, overrides: dict) -> list:
-    """Each point's resolved recipe, as its training resolves it (its train(...) clause on `recipe`)."""
-    from archlang.train.recipes import build_recipe
-
-    return [build_recipe(recipe, family=c.family, family_args=c.family_args, input_shape=tuple(c.input_shape),
-                         train_args=c.train_args, train_spans=c.train_spans, spec_source=c.source,
-                         overrides=overrides, network=c.spec).recipe for c in (compiled[p.index] for p in points)]
-
-
 def _step_seconds(networks: list, recipes: list, steps: int) -> tuple[float, float]:
     """CPU seconds of one grouped training step of these copies (each built, initialised and stepped as its
     run is), and of one evaluation batch of 1000."""
@@ -227,6 +218,7 @@ def project(all_jobs: dict[tuple[str, int], list[Job]], count: int, epochs: int,
     from archlang.launch.groups import group_points
     from archlang.launch.points import sweep_points
     from archlang.train.options import TrainOptions, configure_threads
+    from archlang.train.plan import resolve_recipe
 
     configure_threads(TrainOptions(threads=1, flush_denormal="--flush-denormal" in FLAGS))
     texts = {str(f.path.relative_to(ROOT)): f.text for files in spec_files(count).values() for f in files}
@@ -236,7 +228,8 @@ def project(all_jobs: dict[tuple[str, int], list[Job]], count: int, epochs: int,
             source = Source(texts[job.spec], job.spec)  # the seed's text: a missing file is not written to time it
             compiled = compile_all(source)
             for points in group_points(source, sweep_points(source), job.recipe, {"epochs": epochs}):
-                recipes = _point_recipes(compiled, points, job.recipe, {"epochs": epochs})
+                # Each point's recipe as its training resolves it (its train(...) clause on job.recipe).
+                recipes = [resolve_recipe(compiled[p.index], job.recipe, {"epochs": epochs}).recipe for p in points]
                 step, evaluation = _step_seconds([compiled[p.index].network for p in points], recipes, steps)
                 epoch = 60000 / recipes[0].batch_size * step + 10000 / recipes[0].eval_batch_size * evaluation
                 total += epoch * epochs
