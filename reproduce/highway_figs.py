@@ -226,22 +226,22 @@ def rows(found: Analysis, base: dict[str, Any]) -> list[dict[str, Any]]:
     return found_rows
 
 
+def shown(path: str | Path) -> Path:
+    """A path as the rows record it: relative to the repository where it is inside."""
+    where = Path(path).resolve()
+    return where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The command that makes these rows (the search's best run unless --run)."""
-    run = getattr(args, "run", None)
-    shown = ""
-    if run:
-        where = Path(run).resolve()
-        shown = f" --run {where.relative_to(ROOT) if where.is_relative_to(ROOT) else where}"
-    return (f"python reproduce/highway_figs.py{shown}" + (f" --subset {args.subset}" if args.subset else "")
+    run = f" --run {shown(args.run)}" if getattr(args, "run", None) else ""
+    return (f"python reproduce/highway_figs.py{run}" + (f" --subset {args.subset}" if args.subset else "")
             + (f" --data-dir {args.data_dir}" if args.data_dir else ""))
 
 
 def base_row(found: Analysis, selection: str, command: str) -> dict[str, Any]:
     run = found.run
-    where = Path(run.folder).resolve()
-    shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
-    return {"paper": PAPER, "table": TABLE, "spec": run.compiled.canonical, "run": str(shown),
+    return {"paper": PAPER, "table": TABLE, "spec": run.compiled.canonical, "run": str(shown(run.folder)),
             "selection": selection, "epochs": run.recipe.get("epochs"), "sample_index": found.maps.sample_index,
             "scale": f"MNIST, {found.images} training images (CIFAR-100 panels: no CIFAR-100 here)",
             "command": command}
