@@ -20,7 +20,9 @@ its points' run folders gated-hypotheses/he-init+k-glorot-gated-dD/linear_init=.
 (6 copies cost 2.3-2.6 single steps, two groups of 3 3.5-4.0: see --project). The others cannot
 share: bn-eps and keras change batch-norm fields the copies of a group share, first-linear and keras
 change the network. Each row is compared, paired by seed, with the baseline cell's runs of the same
-seeds (gated-mnist/KIND-dD and gated-mnist/KIND-dD-seedS, which Table 1 already has).
+seeds (gated-mnist/KIND-dD and gated-mnist/KIND-dD-seedS, which Table 1 already has). A cell's rows
+take every run folder it has, whatever --seeds made them (a group of other seeds, a shared process
+or a job of its own), and so does its baseline: --seeds 3 4 adds rows, it never drops seeds 0-2.
 
     python reproduce/gated_hypotheses.py                    # run or resume everything, two jobs side by side
     python reproduce/gated_hypotheses.py --time-limit 120   # checkpoint and stop after 2 h; run again to go on
@@ -32,20 +34,26 @@ seeds (gated-mnist/KIND-dD and gated-mnist/KIND-dD-seedS, which Table 1 already 
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gated_mnist
 import jobs as jobs_module
 import stats
 from gated_mnist import BLOCKS, DEPTHS, PAPER, TABLE1, TABLE2, cell_runs
-from jobs import ROOT, Job, committed_spec, merge_results, parser, run_unless_collecting
+from jobs import ROOT, Job, collected, committed_spec, merge_results, parser, run_unless_collecting
 
 from archlang.launch.points import folder_name
 from archlang.runs import RunFolder
+from archlang.runs.sweep import read_manifest
 from archlang.train.grouping import PER_COPY_FIELDS
+
+if TYPE_CHECKING:
+    from archlang.train.recipes import Recipe
 
 TABLE = "Table 1-2 hypotheses"
 KINDS = ("gated", "residual")
@@ -99,21 +107,28 @@ class Cell:
     d: int
     job: Job
     points: tuple[str, ...] = ()  # in a shared job (a grouped sweep): its points' folder names, by seed
+    smoke: bool = False
 
-    @property
-    def members(self) -> _Members:
-        """This cell's run folders, as gated_mnist.cell_runs reads a job's."""
-        if not self.points:
-            return _Members(self.job.runs, self.job.seeds, self.job.folders)
-        folders = [jobs_module.RUNS / self.job.name / name for name in self.points]
-        return _Members([RunFolder(f) for f in folders], (), folders)
+    def trained(self) -> list:
+        """Every group of this cell's run folders that exists, whatever seeds this invocation asks for: the
+        groups of its own job (jobs.collected) and, for a per-copy hypothesis, its points in each shared
+        process of its kind and depth. Each has runs, seeds, folders and command, as gated_mnist.cell_runs reads."""
+        h = self.hypothesis
+        found: list = collected([_own_job(h, self.kind, self.d, SEEDS, self.smoke)])
+        return found + (_shared_members(h, self.kind, self.d, self.smoke) if h.per_copy else [])
 
 
 @dataclass(frozen=True)
 class _Members:
+    """One hypothesis's points in one shared process: what gated_mnist.cell_runs reads of a job."""
+
     runs: list[RunFolder]
     seeds: tuple[int, ...]  # empty: each run's seed is its recipe's
     folders: list
+    job: Job  # the job that trains them (the command that made their numbers)
+
+    def command(self, data_dir: str) -> str:
+        return self.job.command(data_dir)
 
 
 def _value(text: str) -> str:
@@ -125,12 +140,17 @@ def _fields(hypotheses: tuple[Hypothesis, ...]) -> list[str]:
     return list(dict.fromkeys(f for h in hypotheses for f in h.fields()))
 
 
-def _values(h: Hypothesis, fields: list[str]) -> tuple[str, ...]:
-    """h's recipe values of these fields, as the sweep writes them: its own, else gated-mnist's."""
+@functools.cache
+def _gated_mnist_recipe() -> Recipe:
+    """The gated-mnist recipe, built once: building it reads the recipe files (a fifth of a second a call)."""
     from archlang.train.recipes import build_recipe
 
-    default = build_recipe("gated-mnist").recipe
-    return tuple(_value(h.fields().get(f, str(getattr(default, f)))) for f in fields)
+    return build_recipe("gated-mnist").recipe
+
+
+def _values(h: Hypothesis, fields: list[str]) -> tuple[str, ...]:
+    """h's recipe values of these fields, as the sweep writes them: its own, else gated-mnist's."""
+    return tuple(_value(h.fields().get(f, str(getattr(_gated_mnist_recipe(), f)))) for f in fields)
 
 
 def shared_spec(hypotheses: tuple[Hypothesis, ...], kind: str, d: int, seeds: tuple[int, ...]) -> str:
@@ -146,33 +166,67 @@ def shared_spec(hypotheses: tuple[Hypothesis, ...], kind: str, d: int, seeds: tu
             f"{hypotheses[0].spec(kind, d)}\ntrain({', '.join(f'{f}={f}' for f in fields)}, seed=seed)\n")
 
 
+def _prefix(smoke: bool) -> str:
+    return "smoke-gated-hypotheses" if smoke else "gated-hypotheses"
+
+
+def _extra(smoke: bool) -> list[str]:
+    return list(SMOKE_FLAGS) if smoke else []
+
+
+def _own_job(h: Hypothesis, kind: str, d: int, seeds: tuple[int, ...], smoke: bool) -> Job:
+    """The job of a hypothesis that shares no process: `seeds` grouped, folders HYP-KIND-dD-seedS."""
+    return Job(f"{_prefix(smoke)}/{h.name}-{kind}-d{d}", h.spec(kind, d), "gated-mnist",
+               extra=h.flags() + _extra(smoke), seeds=tuple(seeds))
+
+
+def _shared_job(stem: str, smoke: bool) -> Job:
+    """The grouped-sweep job of a shared process: sweep file SPECS/STEM.arch, sweep folder PREFIX/STEM."""
+    spec = (SPECS / f"{stem}.arch").relative_to(ROOT)
+    return Job(f"{_prefix(smoke)}/{stem}", str(spec), "gated-mnist", extra=_extra(smoke), grouped_sweep=True)
+
+
 def _shared_cells(hypotheses: tuple[Hypothesis, ...], kind: str, d: int, seeds: tuple[int, ...],
-                  prefix: str, extra: list[str]) -> list[Cell]:
+                  smoke: bool) -> list[Cell]:
     """One grouped-sweep job for these hypotheses (its file written if missing, refused if it differs)."""
     stem = f"{'+'.join(h.name for h in hypotheses)}-{kind}-d{d}" + ("" if seeds == SEEDS else
                                                                       "-seeds" + "-".join(map(str, seeds)))
-    path = committed_spec(SPECS / f"{stem}.arch", shared_spec(hypotheses, kind, d, seeds), "this script")
-    job = Job(f"{prefix}/{stem}", str(path.relative_to(ROOT)), "gated-mnist", extra=list(extra), grouped_sweep=True)
+    committed_spec(SPECS / f"{stem}.arch", shared_spec(hypotheses, kind, d, seeds), "this script")
+    job = _shared_job(stem, smoke)
     fields = _fields(hypotheses)
     return [Cell(h, kind, d, job, tuple(folder_name((*zip(fields, _values(h, fields)), ("seed", str(s))))
-                                        for s in seeds)) for h in hypotheses]
+                                        for s in seeds), smoke) for h in hypotheses]
+
+
+def _shared_members(h: Hypothesis, kind: str, d: int, smoke: bool) -> list[_Members]:
+    """h's points in every shared process of this kind and depth that exists (sweep folders STEM or
+    STEM-seeds..., as _shared_cells names them), by their sweep.json: whichever seeds and partners it had."""
+    where, found = jobs_module.RUNS / _prefix(smoke), []
+    folders = sorted([*where.glob(f"*-{kind}-d{d}"), *where.glob(f"*-{kind}-d{d}-seeds*")])
+    for folder in folders:
+        manifest = read_manifest(folder)
+        fields = [f for f in manifest.varying if f != "seed"] if manifest else []
+        if manifest is None or not set(h.fields()) <= set(fields):
+            continue
+        mine = dict(zip(fields, _values(h, fields)))
+        points = [folder / p.name for p in manifest.points if {f: p.values[f] for f in fields} == mine]
+        if points:
+            found.append(_Members([RunFolder(p) for p in points], (), points, _shared_job(folder.name, smoke)))
+    return found
 
 
 def cells(hypotheses: tuple[Hypothesis, ...] = HYPOTHESES, depths: tuple[int, ...] = HYPOTHESIS_DEPTHS,
           seeds: tuple[int, ...] = SEEDS, smoke: bool = False) -> list[Cell]:
     """Deepest first, so the longest jobs start early and the two workers end together. Per kind and depth,
     the per-copy hypotheses (two or more) share one job; every other hypothesis has a job of its own."""
-    prefix = "smoke-gated-hypotheses" if smoke else "gated-hypotheses"
-    extra = SMOKE_FLAGS if smoke else []
     found = []
     for d in sorted(depths, reverse=True):
         for kind in KINDS:
             mine = tuple(h for h in hypotheses if kind in h.kinds)
             shared = tuple(h for h in mine if h.per_copy) if sum(h.per_copy for h in mine) > 1 else ()
             if shared:  # first: the largest group, the longest job
-                found += _shared_cells(shared, kind, d, tuple(seeds), prefix, extra)
-            found += [Cell(h, kind, d, Job(f"{prefix}/{h.name}-{kind}-d{d}", h.spec(kind, d), "gated-mnist",
-                                           extra=h.flags() + extra, seeds=tuple(seeds)))
+                found += _shared_cells(shared, kind, d, tuple(seeds), smoke)
+            found += [Cell(h, kind, d, _own_job(h, kind, d, tuple(seeds), smoke), smoke=smoke)
                       for h in mine if h not in shared]
     return found
 
@@ -194,17 +248,19 @@ def _compare(runs: dict, baseline: dict, attribute: str) -> dict:
             "vs_baseline": stats.paired(mine, _by_seed(baseline, attribute))}
 
 
-def cell_rows(cell: Cell, runs: dict) -> list[dict]:
-    """Table 1 (final and best-epoch error) and, for gated nets, Table 2 (mean k) rows of one cell."""
+def cell_rows(cell: Cell, runs: dict, used: list) -> list[dict]:
+    """Table 1 (final and best-epoch error) and, for gated nets, Table 2 (mean k) rows of one cell; `used`:
+    the groups that made `runs` (their commands)."""
     h, kind, d = cell.hypothesis, cell.kind, cell.d
-    baseline, _ = cell_runs(gated_mnist.jobs((d,), (kind,)))  # Table 1's runs of every seed it has
+    baseline, _ = cell_runs(collected(gated_mnist.jobs((d,), (kind,))))  # Table 1's runs of every seed it has
     i = DEPTHS.index(d)
     epochs = sorted({r.epochs for r in runs.values()})
     base = {"paper": PAPER, "table": TABLE, "hypothesis": h.name, "changes": h.what, "spec": h.spec(kind, d),
             "epochs": epochs[0] if len(epochs) == 1 else "/".join(map(str, epochs)),
-            "scale": (f"full scale (all 60,000 MNIST training images), {len(runs)} seeds grouped in one process; "
-                      "vs_baseline: minus the Table 1 run of the same seed, 95% t interval"),
-            "command": cell.job.command("../shared/data")}
+            "scale": (f"full scale (all 60,000 MNIST training images), {len(runs)} seeds grouped in {len(used)} "
+                      f"process{'es' if len(used) > 1 else ''}; vs_baseline: minus the Table 1 run of the same "
+                      "seed, 95% t interval"),
+            "command": "; ".join(g.command("../shared/data") for g in used)}
     final = _compare(runs, baseline, "final_error")
     rows = [{**base, "metric": f"test error (%), {kind}, d={d}, {h.name}", "paper_value": TABLE1[kind][i],
              "ours": final["mean"], **final, "best_epoch": _compare(runs, baseline, "best_error")}]
@@ -232,13 +288,14 @@ def claim_row(h: Hypothesis, d: int, found: dict[str, dict]) -> list[dict]:
 
 
 def results(all_cells: list[Cell]) -> list[dict]:
-    """Every finished cell's rows, then per hypothesis and depth the gated - residual row."""
+    """Every finished cell's rows, then per hypothesis and depth the gated - residual row. A cell's rows take
+    every run folder it has (Cell.trained), whatever seeds all_cells were made with."""
     rows: list[dict] = []
     found: dict[tuple[str, int], dict[str, dict]] = {}
     for cell in all_cells:
-        runs, _ = cell_runs([cell.members])
+        runs, used = cell_runs(cell.trained())
         if runs:
-            rows += cell_rows(cell, runs)
+            rows += cell_rows(cell, runs, used)
             found.setdefault((cell.hypothesis.name, cell.d), {})[cell.kind] = runs
     for (name, d), by_kind in found.items():
         rows += claim_row(BY_NAME[name], d, by_kind)
@@ -366,7 +423,7 @@ def main() -> None:
         print("\n".join(project(chosen, args.steps, args.parallel)))
         return
     run_unless_collecting(distinct_jobs(chosen), args)
-    rows = results(cells(seeds=tuple(args.seeds), smoke=args.smoke))
+    rows = results(cells(smoke=args.smoke))  # every seed trained, not only those asked for now
     print("\n".join(verdict(r) for r in rows) or "no finished hypothesis runs yet")
     if not args.smoke:
         merge_results(rows, (PAPER, TABLE))

@@ -77,14 +77,42 @@ def test_per_copy_hypotheses_share_one_grouped_process_per_kind_and_depth(repro)
                 mine = build_recipe("gated-mnist", train_args=point.train_args)
                 # the point's recipe is exactly its hypothesis's --set job's: the same run identity
                 assert mine.digest() == build_recipe("gated-mnist", overrides={**sets, "seed": seed}).digest()
-                assert c.members.folders[seed] == repro.jobs_module.RUNS / job.name / name
+        _manifest(repro, job, source.text, [p.as_dict() for p in points])  # the cells find their points by it
+        for c in pair:
+            assert [m.folders for m in c.trained()] == [[repro.jobs_module.RUNS / job.name / n for n in c.points]]
 
 
-def _run(path: Path, seed: int, errors: list[float], mean_k: float | None) -> None:
-    """A finished run folder: test error per epoch `errors`, its summary."""
+def _manifest(repro, job, text: str, points: list[dict]) -> None:
+    """The sweep.json `archlang train SWEEP --grouped` writes in the sweep folder of `job`."""
+    from archlang.runs.sweep import manifest_of, write_manifest
+
+    folder = repro.jobs_module.RUNS / job.name
+    folder.mkdir(parents=True, exist_ok=True)
+    write_manifest(folder, manifest_of(text, points))
+
+
+def _shared(repro, d: int, seeds: tuple[int, ...]) -> dict[str, list[Path]]:
+    """The sweep folder of he-init and k-glorot's shared process trained with `seeds` (its sweep.json, no runs
+    yet): each hypothesis's point folders, by seed. Its spec file is not written (the repo holds the default's);
+    the points' names and values are _shared_cells' (pinned equal to the sweep's above), not compiled here."""
+    hypotheses = (repro.BY_NAME["he-init"], repro.BY_NAME["k-glorot"])
+    stem = f"he-init+k-glorot-gated-d{d}" + ("" if seeds == repro.SEEDS else "-seeds" + "-".join(map(str, seeds)))
+    job, fields = repro._shared_job(stem, smoke=False), repro._fields(hypotheses)
+    values = {h.name: [(*zip(fields, repro._values(h, fields)), ("seed", str(s))) for s in seeds] for h in hypotheses}
+    points = [{"index": i, "name": repro.folder_name(v), "values": dict(v), "spec": "", "params": 0}
+              for i, v in enumerate(v for vs in values.values() for v in vs)]
+    _manifest(repro, job, repro.shared_spec(hypotheses, "gated", d, seeds), points)
+    return {name: [repro.jobs_module.RUNS / job.name / repro.folder_name(v) for v in vs] for name, vs in values.items()}
+
+
+def _run(path: Path, seed: int, errors: list[float], mean_k: float | None, group: tuple[int, ...] = ()) -> None:
+    """A finished run folder: test error per epoch `errors`, its summary; a member of `group` (seeds) if given."""
     run = RunFolder.create(path)
+    extra: dict = {"dataset": "mnist"}
+    if group:
+        extra["group"] = {"seeds": list(group), "folders": [f"{path.name.rsplit('-seed', 1)[0]}-seed{s}" for s in group]}
     run.write_identity(RunIdentity("mlp()", "mlp()", "", {"seed": seed, "epochs": len(errors)}, "0" * 64, None),
-                       {"dataset": "mnist"})
+                       extra)
     run.rewrite_metrics([MetricsRow(epoch=i + 1, train_loss=0.1, train_error=1.0, test_error=e, lr=0.002, seconds=1.0)
                          for i, e in enumerate(errors)])
     run.write_summary(Summary(status="finished", epochs_done=len(errors), epochs=len(errors),
@@ -124,9 +152,9 @@ def test_rows_pair_each_seed_with_the_baselines_and_say_whether_the_gap_closes(r
 
 def test_a_shared_process_still_gives_each_hypothesis_its_own_rows(repro) -> None:
     _baseline(repro, "gated", {0: 2.0, 1: 2.1, 2: 1.9})
-    cell = {c.hypothesis.name: c for c in repro.cells(depths=(100,)) if c.points}
+    points = _shared(repro, 100, (0, 1, 2))
     for name, finals in (("he-init", (1.5, 1.6, 1.7)), ("k-glorot", (2.5, 2.6, 2.4))):
-        for seed, folder in enumerate(cell[name].members.folders):
+        for seed, folder in enumerate(points[name]):
             _run(folder, seed, [finals[seed]], 0.3 if name == "he-init" else 0.9)
     rows = {r["metric"]: r for r in repro.results(repro.cells(depths=(100,)))}
     he, k = rows["test error (%), gated, d=100, he-init"], rows["test error (%), gated, d=100, k-glorot"]
@@ -135,3 +163,26 @@ def test_a_shared_process_still_gives_each_hypothesis_its_own_rows(repro) -> Non
     assert rows["mean k, d=100, he-init"]["values"] == [0.3] * 3 and rows["mean k, d=100, k-glorot"]["values"] == [0.9] * 3
     assert he["spec"] == "mlp(depth=100, width=50, block=gated(residual))"
     assert "he-init+k-glorot-gated-d100.arch --recipe gated-mnist --grouped" in he["command"]
+
+
+def test_rows_take_every_seed_trained_whatever_seeds_are_asked_for(repro) -> None:
+    """--seeds 3 4 trains a new group beside seeds 0-2: the rows hold all five, of the hypothesis's own job,
+    of its shared processes and of a baseline group trained with other seeds (review s5 finding 2)."""
+    _baseline(repro, "gated", {0: 2.0, 1: 2.1, 2: 1.9})
+    for seed, final in ((5, 2.2), (6, 2.3)):  # a Table 1 group trained with --seeds 5 6
+        _run(repro.RUNS / f"gated-mnist/gated-d100-seed{seed}", seed, [final], 0.1)
+    asked = repro.cells(hypotheses=(repro.BY_NAME["bn-eps"],), depths=(100,), seeds=(3, 4))
+    for seeds in ((0, 1, 2), (3, 4), (5, 6)):
+        own = repro._own_job(repro.BY_NAME["bn-eps"], "gated", 100, seeds, smoke=False)
+        for seed, folder in zip(seeds, own.folders):
+            _run(folder, seed, [1.0 + seed / 10], 0.5, seeds)
+    for seeds in ((0, 1, 2), (3, 4)):
+        for seed, folder in zip(seeds, _shared(repro, 100, seeds)["he-init"]):
+            _run(folder, seed, [1.5 + seed / 10], 0.3)
+    rows = {r["metric"]: r for r in repro.results(asked)}
+    bn = rows["test error (%), gated, d=100, bn-eps"]
+    assert bn["seeds"] == [0, 1, 2, 3, 4, 5, 6] and bn["baseline"]["seeds"] == [0, 1, 2, 5, 6]
+    assert bn["vs_baseline"]["seeds"] == [0, 1, 2, 5, 6] and bn["command"].count("--seeds") == 3
+    he = repro.results(repro.cells(depths=(100,), seeds=(0, 1, 2)))
+    he_row = next(r for r in he if r["metric"] == "test error (%), gated, d=100, he-init")
+    assert he_row["seeds"] == [0, 1, 2, 3, 4] and he_row["command"].count("--grouped") == 2
