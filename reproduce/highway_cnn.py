@@ -24,6 +24,8 @@ from pathlib import Path
 import stats
 from jobs import ROOT, Job, merge_results, parser, run_unless_collecting, seed_folders
 
+from archlang.runs import member_name
+
 PAPER = "Highway networks (Srivastava et al.)"
 TABLE = "Table 1"
 SPEC = "archlang/specs/highway/highway-mnist-16.arch"
@@ -40,9 +42,12 @@ CHANNELS_LAST = ["--channels-last"]
 def jobs(seeds: tuple[int, ...] = SEEDS, epochs: int | None = None, subset: int | None = None) -> list[Job]:
     """One run per seed; a shortened run (a smoke test) gets its own folder, so it never blocks the real one."""
     extra = [*CHANNELS_LAST, *(["--epochs", str(epochs)] if epochs else []), *(["--subset", str(subset)] if subset else [])]
-    short = (f"-e{epochs}" if epochs else "") + (f"-n{subset}" if subset else "")
-    return [Job(f"highway-cnn/highway-mnist-16{short}-seed{s}", SPEC, RECIPE, ["--seed", str(s), *extra])
-            for s in seeds]
+    return [Job(member_name(_name(epochs, subset), s), SPEC, RECIPE, ["--seed", str(s), *extra]) for s in seeds]
+
+
+def _name(epochs: int | None, subset: int | None) -> str:
+    """The runs' name before -seedS: a shortened run (a smoke test) gets its own."""
+    return "highway-cnn/highway-mnist-16" + (f"-e{epochs}" if epochs else "") + (f"-n{subset}" if subset else "")
 
 
 def _accuracies(all_jobs: list[Job]) -> tuple[dict[int, float], list[Job], list[dict]]:
@@ -132,7 +137,7 @@ def main() -> None:
         print(f"wall time this invocation: {wall / 60:.1f} min")
     smoke = bool(args.epochs or args.subset)
     # Every seed trained so far counts, not only those asked for now; shortened runs are never merged.
-    trained = seed_folders(jobs((0,), args.epochs, args.subset)[0].name.removesuffix("-seed0"))
+    trained = seed_folders(_name(args.epochs, args.subset))
     entries = results(jobs(tuple(sorted(set(args.seeds) | set(trained))), args.epochs, args.subset))
     if not smoke:
         merge_results(entries, (PAPER, TABLE))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from archlang.fileio import atomic_write_text
-from archlang.runs import RunFolder, is_done
+from archlang.runs import RunFolder, is_done, member_name, parse_member_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "reproduce" / "runs"
@@ -56,7 +56,7 @@ class Job:
             return [RUNS / self.name / p.name for p in manifest.points] if manifest else []
         if not self.seeds:
             return [RUNS / self.name]
-        return [RUNS / f"{self.name}-seed{s}" for s in self.seeds]
+        return [RUNS / member_name(self.name, s) for s in self.seeds]
 
     @property
     def runs(self) -> list[RunFolder]:
@@ -130,10 +130,9 @@ def seed_folders(name: str) -> dict[int, RunFolder]:
     found = {}
     if where.parent.is_dir():
         for path in where.parent.iterdir():
-            tail = path.name[len(where.name):]
-            named = path.name.startswith(where.name) and tail.startswith("-seed") and tail[5:].isdigit()
-            if named and RunFolder(path).is_run():
-                found[int(tail[5:])] = RunFolder(path)
+            member = parse_member_name(path.name)
+            if member is not None and member[0] == where.name and RunFolder(path).is_run():
+                found[member[1]] = RunFolder(path)
     return dict(sorted(found.items()))
 
 

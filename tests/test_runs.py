@@ -177,3 +177,14 @@ def test_reading_run_folders_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.strip() == "False"
+
+
+def test_a_group_members_folder_name_is_name_seed_s_and_parses_back() -> None:
+    from archlang.runs import member_name, parse_member_name
+
+    # the spelling of the committed folders (reproduce/runs/gated-mnist/gated-d10-seed3): public
+    assert member_name("gated-d10", 3) == "gated-d10-seed3"
+    for name, seed in (("gated-d10", 3), ("a-seed1", 12), ("x", 0)):
+        assert parse_member_name(member_name(name, seed)) == (name, seed)
+    for other in ("gated-d10", "g-seedling", "g-seed01", "g-seed+1", "g-seed-1", "g-seed\u00b2", "-seed1", "g-seed"):
+        assert parse_member_name(other) is None, other

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from archlang.runs.folder import RunFolder
 from archlang.runs.identity import RunIdentity
+from archlang.runs.names import member_name, parse_member_name
 from archlang.runs.records import MetricsRow, Progress, RankRng, RunInfo, Summary, Totals, is_done
 
 __all__ = ["LoadedRun", "MetricsRow", "Progress", "RankRng", "RunFolder", "RunIdentity", "RunInfo", "Summary",
-           "Totals", "is_done", "load_run"]
+           "Totals", "is_done", "load_run", "member_name", "parse_member_name"]
 
 if TYPE_CHECKING:
     from archlang.runs.load import LoadedRun, load_run

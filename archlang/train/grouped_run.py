@@ -19,7 +19,7 @@ from typing import Any
 from archlang.compiler import Compiled, compile_spec
 from archlang.errors import ArchlangError, Source, shorten
 from archlang.grouped import check_supported
-from archlang.runs import RunFolder
+from archlang.runs import RunFolder, member_name
 from archlang.runs.sweep import read_manifest
 from archlang.train import ddp
 from archlang.train.grouped_trainer import GroupedTrainer, no_decay_names
@@ -123,7 +123,7 @@ def train_grouped(compiled: Compiled, seeds: list[int] | None, *, recipe: str | 
     if resume is not None:
         members = _resumed_members(compiled, spec_text, overrides, resume)
     else:
-        members = [Member(compiled, spec_text, {**overrides, "seed": s}, f"{name}-seed{s}" if name else None)
+        members = [Member(compiled, spec_text, {**overrides, "seed": s}, member_name(name, s) if name else None)
                    for s in (seeds or [])]
     return _train_members(members, recipe, out, data_dir, subset, opts)
 
