@@ -264,3 +264,30 @@ def test_a_file_that_is_not_a_grouped_checkpoint_is_refused(tmp_path):
     with pytest.raises(ArchlangError) as err:
         read_grouped(tmp_path / "other.safetensors")
     assert err.value.message == "not an archlang grouped checkpoint (missing format tag)"
+
+
+def test_group_meter_sums_each_copy_exactly_as_its_own_meter_and_skips_a_diverged_one():
+    from archlang.train import ddp
+    from archlang.train.meter import GroupMeter, Meter
+
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(5, 3, 8, 10, generator=g), torch.randint(0, 10, (5, 3, 8), generator=g)
+    losses = torch.stack([grouped_loss(logits[s], y[s]) for s in range(5)])  # (steps, G)
+    losses[3, 1] = float("inf")  # copy 1 diverges at step 3 (inf, not NaN: the reported losses compare equal)
+    start = [Totals(loss_sum=1.25, wrong=3, seen=16), Totals(), Totals(loss_sum=0.5, wrong=1, seen=8)]
+    group, single = GroupMeter(torch.device("cpu"), start), [Meter(torch.device("cpu"), ddp.SINGLE, t) for t in start]
+    for s in range(5):
+        group.add(losses[s], logits[s], y[s])
+        for i, m in enumerate(single):
+            m.add(losses[s, i], logits[s, i], y[s, i])
+    found = group.read_back([True, True, True])
+    mine = [m.read_back([]) for m in single]
+    assert found == [None if r.first_bad is None else (r.first_bad, r.bad_loss) for r in mine]
+    assert found[1] is not None and found[1][0] == 3 and found[0] is None and found[2] is None
+    for i, m in enumerate(single):  # bit for bit: an exact resume reads these totals back
+        assert group.totals(i, 2.0) == m.totals(2.0) and group.record(i) == m.record()
+    # a dead copy's later sums are never added; the others go on, and a new epoch starts each from zero
+    group.add(losses[0], logits[0], y[0])
+    assert group.read_back([True, False, True]) == [None, None, None] and group.totals(1, 0.0) == single[1].totals(0.0)
+    group.reset(0)
+    assert group.totals(0, 0.0) == Totals() and group.seen[2] == single[2].seen + 8

@@ -19,7 +19,7 @@ from archlang.errors import ArchlangError, Source
 from archlang.ir.structure import check_one_architecture, structure_key
 from archlang.launch import groups, jobs
 from archlang.launch.points import sweep_points
-from archlang.runs import load_run
+from archlang.runs import RunFolder, load_run
 from archlang.runs.sweep import manifest_of, write_manifest
 from archlang.train import TrainOptions, train
 from archlang.train.grouped_run import train_sweep_group
@@ -181,6 +181,10 @@ def test_a_diverging_copy_ends_diverged_and_the_others_finish(tiny_mnist: Path, 
     assert mine.keys() == theirs.keys()
     for key in mine:
         torch.testing.assert_close(mine[key], theirs[key], atol=1e-6, rtol=0, msg=f"{p.name} {key}")
+    # ... nor its training metrics (the group's one meter sums every copy's loss and errors together)
+    rows = [RunFolder(f).read_metrics() for f in (root / p.name, single)]
+    assert [r.train_error for r in rows[0]] == [r.train_error for r in rows[1]] and len(rows[0]) == 2
+    assert [r.train_loss for r in rows[0]] == pytest.approx([r.train_loss for r in rows[1]], abs=1e-6)
     # ... and a rerun of the sweep, or of a plain one, trains the diverged point no more (archlang.runs.is_done).
     todo, done = jobs.plan_jobs([points[1]], root, [], logs=False)
     assert not todo and done == [f"{points[1].name}: diverged, skipped"]

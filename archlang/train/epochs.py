@@ -12,7 +12,6 @@ from typing import Protocol
 
 from archlang.runs import MetricsRow
 from archlang.train.evaluate import EvalResult
-from archlang.train.meter import Meter
 from archlang.train.options import TrainOptions
 
 
@@ -69,10 +68,11 @@ def save_or_stop(trainer: EpochLoop, epoch: int, steps_done: int, stop: str | No
     return stop
 
 
-def epoch_row(epoch: int, meter: Meter, test: EvalResult, *, lr: float, seconds: float, steps: int,
+def epoch_row(epoch: int, train: tuple[float, float], test: EvalResult, *, lr: float, seconds: float, steps: int,
               gates_k: dict[str, float], dirac_a: dict[str, float]) -> MetricsRow:
-    """An epoch's metrics row: the training meter's means since the epoch began and the test result."""
-    train_loss, train_error = meter.record()
+    """An epoch's metrics row: the training meter's (mean loss, error) since the epoch began (Meter.record)
+    and the test result."""
+    train_loss, train_error = train
     return MetricsRow.model_validate({
         "epoch": epoch + 1, "train_loss": train_loss, "train_error": train_error,
         "test_loss": test.loss, "test_error": test.error,

@@ -30,7 +30,7 @@ from archlang.runs.state import to_host
 from archlang.train import ddp, model_tools, plots, sources
 from archlang.train.epochs import epoch_row, run_epochs, save_or_stop, stop_status
 from archlang.train.evaluate import evaluate_grouped
-from archlang.train.meter import Meter
+from archlang.train.meter import GroupMeter
 from archlang.train.options import TrainOptions, configure_backends, configure_threads, tune_allocator
 from archlang.train.plan import RunPlan, load_data
 from archlang.train.recipes import Recipe
@@ -46,12 +46,11 @@ def no_decay_names(single: nn.Module, recipe: Recipe) -> frozenset[str]:
 
 @dataclass
 class CopyState:
-    """One copy's run: its network, plan (folder, identity), recipe, batches, and this epoch's meter."""
+    """One copy's run: its network, plan (folder, identity), recipe and batches (its meter: GroupMeter's copy i)."""
 
     compiled: Compiled
     plan: RunPlan
     loader: Any
-    meter: Meter
     history: list[MetricsRow] = field(default_factory=list)
     diverged: str | None = None  # why its loss stopped being finite; it trains no more
 
@@ -112,9 +111,7 @@ class GroupedTrainer:
             x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
             logits = self.model(x)
             losses = grouped_loss(logits, y)
-            for i, c in enumerate(self.copies):
-                if c.diverged is None:
-                    c.meter.add(losses[i], logits[i], y[i])
+            self.meter.add(losses, logits, y)
             self.steps_this_call += 1
             last = step + 1 == steps
             read = last or (step + 1) % self.sync_every == 0 or self.steps_this_call == self.opts.max_steps
@@ -159,8 +156,9 @@ class GroupedTrainer:
                                   "channels_last": False, "dtype": torch.float32, "workers": opts.workers}
         self.copies = [CopyState(c, p, sources.make_loader(train_split, p.resolved.recipe, train=True,
                                                         batch_size=r.batch_size, seed=p.resolved.recipe.seed,
-                                                        rank=0, world_size=1, **common),
-                                 Meter(device, ddp.SINGLE, Totals())) for c, p in zip(self.networks, self.plans)]
+                                                        rank=0, world_size=1, **common))
+                       for c, p in zip(self.networks, self.plans)]
+        self.meter = GroupMeter(device, [Totals()] * len(self.copies))
         test_split = self.data.test.first(opts.eval_subset) if opts.eval_subset else self.data.test
         self.test_loader = sources.make_loader(test_split, r, train=False, batch_size=r.eval_batch_size, **common)
 
@@ -191,8 +189,9 @@ class GroupedTrainer:
         first = state.progress[0]
         run_rng.restore(first.rng[0], self.opts.log)
         for p, c in zip(state.progress, self.copies):
-            c.history, c.meter, c.diverged = list(p.history), Meter(self.device, ddp.SINGLE, p.totals), p.diverged
+            c.history, c.diverged = list(p.history), p.diverged
             c.run.rewrite_metrics(c.history)
+        self.meter = GroupMeter(self.device, [p.totals for p in state.progress])
         self.start_epoch, self.start_step, self.meter_seconds = first.epoch, first.step, first.totals.seconds
         self.opts.log(f"resuming {len(self.copies)} grouped runs at epoch {first.epoch + 1}, step {first.step} "
                       f"from {state.path.name}")
@@ -205,20 +204,20 @@ class GroupedTrainer:
         for i, (c, test, lr) in enumerate(zip(self.copies, results, self.optimizer.lr)):
             if c.diverged is not None:
                 continue
-            row = epoch_row(epoch, c.meter, test, lr=lr, seconds=seconds, steps=len(c.loader),
+            row = epoch_row(epoch, self.meter.record(i), test, lr=lr, seconds=seconds, steps=len(c.loader),
                             gates_k=_gate_values(self.model, i), dirac_a={})
             c.history.append(row)
             c.run.append_metrics(row)
-            c.meter = Meter(self.device, ddp.SINGLE, Totals())
+            self.meter.reset(i)
         errors = ", ".join(f"{r.error:.2f}" if c.diverged is None else "diverged" for c, r in zip(self.copies, results))
         self.opts.log(f"epoch {epoch + 1}/{self.recipe.epochs}: test error per copy {errors} (%), {seconds:.1f} s")
         self.meter_seconds = 0.0
 
     def checkpoint(self, epoch: int, step: int) -> None:
         rng = [run_rng.capture(self.device)]
-        progress = [Progress(epoch=epoch, step=step, totals=c.meter.totals(self.meter_seconds if step else 0.0),
+        progress = [Progress(epoch=epoch, step=step, totals=self.meter.totals(i, self.meter_seconds if step else 0.0),
                              history=c.history, run_hash=c.plan.run_hash, world_size=1, rng=rng,
-                             diverged=c.diverged) for c in self.copies]
+                             diverged=c.diverged) for i, c in enumerate(self.copies)]
         write_grouped(self.leader.checkpoints, self.model.state_dict(), self.optimizer.state_dict(), progress)
         self.last_save = time.monotonic()
 
@@ -237,12 +236,10 @@ class GroupedTrainer:
 
     def read_back(self, epoch: int, step: int) -> None:
         """Check the alive copies' losses since the last read-back; a non-finite one ends its copy."""
-        for c in self.copies:
-            if c.diverged is not None:
-                continue
-            result = c.meter.read_back([])
-            if result.first_bad is not None:
-                c.diverged = f"loss became {result.bad_loss} at epoch {epoch + 1}, step {step + 1}"
+        bad = self.meter.read_back([c.diverged is None for c in self.copies])
+        for c, found in zip(self.copies, bad):
+            if found is not None:
+                c.diverged = f"loss became {found[1]} at epoch {epoch + 1}, step {step + 1}"
                 self.opts.log(f"{c.label}: {c.diverged}; it trains no more, the other copies go on")
         if all(c.diverged is not None for c in self.copies):
             raise ArchlangError(f"every copy's loss stopped being finite (the first: {self.copies[0].diverged})",

@@ -211,7 +211,7 @@ class Trainer:
 
     def end_epoch(self, epoch: int) -> None:
         test = self.evaluate()
-        row = epoch_row(epoch, self.meter, test, lr=self.optimizer.param_groups[0]["lr"],
+        row = epoch_row(epoch, self.meter.record(), test, lr=self.optimizer.param_groups[0]["lr"],
                         seconds=time.monotonic() - self.t0, steps=len(self.train_loader),
                         gates_k=model_tools.gate_values(self.model), dirac_a=model_tools.dirac_values(self.model))
         self.history.append(row)
