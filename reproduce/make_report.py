@@ -87,12 +87,14 @@ def _single_row(e: dict) -> str:
 
 
 def _label(e: dict) -> str:
-    """The part of a metric that names the cell: 'plain, d=2' of 'test error (%), plain, d=2'."""
-    return e["metric"].split(", ", 1)[1] if ", " in e["metric"] else e["metric"]
+    """The part of a metric that names the cell: 'plain, d=2' of 'test error (%), plain, d=2'; empty where
+    the metric names no cell (its whole text is the quantity, already said once by `_kind`)."""
+    return e["metric"].split(", ", 1)[1] if ", " in e["metric"] else ""
 
 
 def _listed(labels: list[str]) -> str:
-    return f" ({'; '.join(labels)})" if labels else ""
+    named = [label for label in labels if label]
+    return f" ({'; '.join(named)})" if named else ""
 
 
 def _all_one_side(e: dict) -> str:
@@ -139,10 +141,10 @@ def _gaps_line(rows: list[dict]) -> str:
     for kind, kept in by_kind.items():
         gaps = sorted((e["ours"] - e["paper_value"], _label(e)) for e in kept)
         if len(gaps) == 1:
-            parts.append(f"{kind}: ours - paper {gaps[0][0]:+.3g} ({gaps[0][1]})")
+            parts.append(f"{kind}: ours - paper {gaps[0][0]:+.3g}{_listed([gaps[0][1]])}")
         else:
-            parts.append(f"{kind}: ours - paper from {gaps[0][0]:+.3g} ({gaps[0][1]}) to {gaps[-1][0]:+.3g} "
-                         f"({gaps[-1][1]}), median {statistics.median(g for g, _ in gaps):+.3g}")
+            parts.append(f"{kind}: ours - paper from {gaps[0][0]:+.3g}{_listed([gaps[0][1]])} to "
+                         f"{gaps[-1][0]:+.3g}{_listed([gaps[-1][1]])}, median {statistics.median(g for g, _ in gaps):+.3g}")
     return (f"{len(rows)} number{'s' if len(rows) > 1 else ''} without an interval (at the scale each row "
             f"states): " + "; ".join(parts))
 

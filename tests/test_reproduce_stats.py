@@ -191,6 +191,7 @@ def test_gaps_are_summarised_per_quantity(repro) -> None:
     assert "last layer that matters: ours - paper +25 (50 layers); fraction of idle layers: ours - paper -0.1" in line
     assert "test error (%): ours - paper from -1 (plain, d=100) to +28 (plain, d=50), median +13.5" in line
     assert line.count("median") == 1  # never across a layer index and a fraction
+    assert "(fraction of idle layers)" not in line  # a metric naming no cell is said once, as its quantity
 
 
 def test_paired_line_judges_both_columns(repro) -> None:
