@@ -35,9 +35,6 @@ or a job of its own), and so does its baseline: --seeds 3 4 adds rows, it never 
 from __future__ import annotations
 
 import functools
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,7 +42,8 @@ import gated_mnist
 import jobs as jobs_module
 import stats
 from gated_mnist import BLOCKS, DEPTHS, PAPER, TABLE1, TABLE2, cell_runs
-from jobs import ROOT, Job, collected, committed_spec, merge_results, parser, run_unless_collecting
+from hypotheses_cost import project
+from jobs import ROOT, Job, SpecFile, collected, merge_results, parser, run_unless_collecting
 
 from archlang.launch.points import folder_name
 from archlang.runs import RunFolder
@@ -108,6 +106,7 @@ class Cell:
     job: Job
     points: tuple[str, ...] = ()  # in a shared job (a grouped sweep): its points' folder names, by seed
     smoke: bool = False
+    spec_file: SpecFile | None = None  # a shared job's sweep file: named here, written only before training
 
     def trained(self) -> list:
         """Every group of this cell's run folders that exists, whatever seeds this invocation asks for: the
@@ -188,14 +187,15 @@ def _shared_job(stem: str, smoke: bool) -> Job:
 
 def _shared_cells(hypotheses: tuple[Hypothesis, ...], kind: str, d: int, seeds: tuple[int, ...],
                   smoke: bool) -> list[Cell]:
-    """One grouped-sweep job for these hypotheses (its file written if missing, refused if it differs)."""
+    """One grouped-sweep job for these hypotheses (its file refused if it differs; before_training writes it)."""
     stem = f"{'+'.join(h.name for h in hypotheses)}-{kind}-d{d}" + ("" if seeds == SEEDS else
                                                                       "-seeds" + "-".join(map(str, seeds)))
-    committed_spec(SPECS / f"{stem}.arch", shared_spec(hypotheses, kind, d, seeds), "this script")
+    spec = SpecFile(SPECS / f"{stem}.arch", shared_spec(hypotheses, kind, d, seeds), "this script")
+    spec.check()
     job = _shared_job(stem, smoke)
     fields = _fields(hypotheses)
     return [Cell(h, kind, d, job, tuple(folder_name((*zip(fields, _values(h, fields)), ("seed", str(s))))
-                                        for s in seeds), smoke) for h in hypotheses]
+                                        for s in seeds), smoke, spec) for h in hypotheses]
 
 
 def _shared_members(h: Hypothesis, kind: str, d: int, smoke: bool) -> list[_Members]:
@@ -229,6 +229,29 @@ def cells(hypotheses: tuple[Hypothesis, ...] = HYPOTHESES, depths: tuple[int, ..
             found += [Cell(h, kind, d, _own_job(h, kind, d, tuple(seeds), smoke), smoke=smoke)
                       for h in mine if h not in shared]
     return found
+
+
+def _check_shared_seeds(job: Job, seeds: tuple[int, ...]) -> None:
+    """Refuse seeds that a shared process of the same hypotheses, kind and depth trained under another seed
+    list: that list made another sweep file and folder (STEM-seeds...), so those seeds would train again."""
+    stem = job.name.rsplit("/", 1)[1].split("-seeds")[0]
+    where = jobs_module.RUNS / job.name.rsplit("/", 1)[0]
+    for folder in sorted([where / stem, *where.glob(f"{stem}-seeds*")]):
+        manifest = read_manifest(folder) if folder != jobs_module.RUNS / job.name else None
+        trained = sorted({int(p.values["seed"]) for p in manifest.points}) if manifest else []
+        if set(trained) & set(seeds):
+            raise SystemExit(f"{job.name}: seeds {','.join(map(str, seeds))} asked for, but {folder.name} trained seeds "
+                             f"{','.join(map(str, trained))} in one shared process; ask for exactly those seeds, or "
+                             "for seeds none of which it has (a new process)")
+
+
+def before_training(chosen: list[Cell], seeds: tuple[int, ...]) -> None:
+    """What only training does first: refuse seeds that overlap a trained shared process of other seeds, then
+    write the shared jobs' missing sweep files (collecting and --project write none)."""
+    for job in distinct_jobs([c for c in chosen if c.spec_file]):
+        _check_shared_seeds(job, seeds)
+    for spec in dict.fromkeys(c.spec_file for c in chosen if c.spec_file):
+        spec.write()
 
 
 def distinct_jobs(chosen: list[Cell]) -> list[Job]:
@@ -325,90 +348,7 @@ def verdict(row: dict) -> str:
             f"{gap}{row['ours'] - paper:+.2f}" + ("; CLOSES THE GAP" if closes_gap(row) else ""))
 
 
-def _training_step(spec: str, copy_sets: list[tuple[str, ...]]) -> Callable[[], None]:
-    """One training step of grouped copies, copy i with recipe fields copy_sets[i] (one copy: a single run's own
-    step) on fixed random batches."""
-    import torch
-    import torch.nn.functional as F
-
-    import archlang
-    from archlang.grouped import CopyHyper, GroupedModel, grouped_loss, grouped_optimizer
-    from archlang.train import model_tools
-    from archlang.train.recipe_yaml import parse_flag_value
-    from archlang.train.recipes import build_recipe
-
-    recipes = [build_recipe("gated-mnist", overrides={field: parse_flag_value(value) for field, value in
-                                                      (s.split("=", 1) for s in sets)}).recipe for sets in copy_sets]
-    compiled, copies, batch = archlang.compile_spec(spec), len(recipes), recipes[0].batch_size
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(copies, batch, *compiled.input_shape, generator=g)
-    y = torch.randint(0, 10, (copies, batch), generator=g)
-    if copies == 1:
-        torch.manual_seed(0)
-        model = compiled.build().train()
-        model_tools.apply_init(model, recipes[0])
-        optimizer = model_tools.build_optimizer(model, recipes[0], torch.device("cpu"))
-        loss: Callable[[], torch.Tensor] = lambda: F.cross_entropy(model(x[0]), y[0])
-    else:
-        model = GroupedModel.from_ir(compiled.network, list(range(copies)),
-                                     init=lambda m, i: model_tools.apply_init(m, recipes[i])).train()
-        optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(r) for r in recipes])
-        loss = lambda: grouped_loss(model(x), y).sum()
-
-    def step() -> None:
-        optimizer.zero_grad()
-        loss().backward()
-        optimizer.step()
-    return step
-
-
-def _cpu_seconds(step: Callable[[], None], steps: int) -> float:
-    """Median CPU seconds of `steps` calls, after two that warm the allocator and the optimizer state."""
-    timings = []
-    for _ in range(steps + 2):
-        start = time.process_time()
-        step()
-        timings.append(time.process_time() - start)
-    return statistics.median(timings[2:])
-
-
-def _job_copies(chosen: list[Cell]) -> list[tuple[Cell, list[tuple[str, ...]]]]:
-    """Each job once: one of its cells (network, kind, depth) and its copies' recipe fields, one per copy."""
-    by_job: dict[str, list[Cell]] = {}
-    for c in chosen:
-        by_job.setdefault(c.job.name, []).append(c)
-    return [(cs[0], [c.hypothesis.sets for c in cs for _ in (c.points or c.job.seeds)]) for cs in by_job.values()]
-
-
-def project(chosen: list[Cell], steps: int, parallel: int) -> list[str]:
-    """Each job's CPU time: (its grouped step / a single step of its Table 1 net, CPU time in this process)
-    x the Table 1 seed-0 run's median (and fastest) epoch x 100 epochs. Those epochs ran one
-    single-threaded run per core, so their wall time is close to their CPU time; the median also
-    holds whatever else shared the cores then, the fastest is a lower bound."""
-    import torch
-
-    torch.set_num_threads(1)
-    lines, median_total, fastest_total, jobs = [], 0.0, 0.0, _job_copies(chosen)
-    for cell, copy_sets in jobs:
-        baseline = gated_mnist.jobs((cell.d,), (cell.kind,), ())[0]
-        epochs = [r.seconds for r in baseline.run.read_metrics()] if baseline.run.is_run() else []
-        if not epochs:
-            lines.append(f"{cell.job.name}: no Table 1 epochs to scale by ({baseline.name} has not run)")
-            continue
-        ratio = (_cpu_seconds(_training_step(cell.hypothesis.spec(cell.kind, cell.d), copy_sets), steps)
-                 / _cpu_seconds(_training_step(baseline.spec, [()]), steps))
-        median, fastest = ratio * statistics.median(epochs) * 100, ratio * min(epochs) * 100
-        median_total, fastest_total = median_total + median, fastest_total + fastest
-        lines.append(f"{cell.job.name}: {len(copy_sets)} grouped copies / 1 single step = {ratio:.2f} "
-                     f"(CPU time) x Table 1 epoch {statistics.median(epochs):.1f} s median, {min(epochs):.1f} s "
-                     f"fastest, x 100 = {median / 3600:.2f} / {fastest / 3600:.2f} CPU h")
-    lines.append(f"all {len(jobs)} jobs: {median_total / 3600:.1f} CPU h at the median epoch, "
-                 f"{fastest_total / 3600:.1f} at the fastest; {parallel} side by side: "
-                 f"{median_total / 3600 / parallel:.1f} / {fastest_total / 3600 / parallel:.1f} h")
-    return lines
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--hypotheses", nargs="+", default=[h.name for h in HYPOTHESES], choices=list(BY_NAME))
     p.add_argument("--depths", type=int, nargs="+", default=list(HYPOTHESIS_DEPTHS), choices=HYPOTHESIS_DEPTHS)
@@ -417,11 +357,13 @@ def main() -> None:
                    help=f"train with {' '.join(SMOKE_FLAGS)} under smoke-gated-hypotheses/; print, merge nothing")
     p.add_argument("--project", action="store_true", help="only time a few steps per job and project the CPU cost")
     p.add_argument("--steps", type=jobs_module.positive_int, default=5, help="--project: timed steps per side (their median is used)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     chosen = cells(tuple(BY_NAME[n] for n in args.hypotheses), tuple(args.depths), tuple(args.seeds), args.smoke)
     if args.project:
         print("\n".join(project(chosen, args.steps, args.parallel)))
         return
+    if not args.collect_only:
+        before_training(chosen, tuple(args.seeds))
     run_unless_collecting(distinct_jobs(chosen), args)
     rows = results(cells(smoke=args.smoke))  # every seed trained, not only those asked for now
     print("\n".join(verdict(r) for r in rows) or "no finished hypothesis runs yet")

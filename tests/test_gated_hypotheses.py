@@ -186,3 +186,24 @@ def test_rows_take_every_seed_trained_whatever_seeds_are_asked_for(repro) -> Non
     he = repro.results(repro.cells(depths=(100,), seeds=(0, 1, 2)))
     he_row = next(r for r in he if r["metric"] == "test error (%), gated, d=100, he-init")
     assert he_row["seeds"] == [0, 1, 2, 3, 4] and he_row["command"].count("--grouped") == 2
+
+
+def test_only_training_writes_a_shared_sweep_file_and_it_refuses_seeds_a_shared_process_of_others_has(
+        repro, tmp_path, monkeypatch) -> None:
+    # Review s6 findings 3 and 17: --collect-only --seeds 3 4 wrote new sweep files, and --seeds 0 1 2 3
+    # beside the trained seeds 0-2 would have trained 0-2 again in another process (another file and folder).
+    monkeypatch.setattr(repro, "ROOT", tmp_path)
+    monkeypatch.setattr(repro, "SPECS", tmp_path / "reproduce" / "gated_hypotheses")
+    monkeypatch.setattr(repro.jobs_module, "RESULTS", tmp_path / "results.json")
+    _shared(repro, 100, (0, 1, 2))  # the default seeds' shared process has trained
+    shared = (repro.BY_NAME["he-init"], repro.BY_NAME["k-glorot"])
+    repro.main(["--collect-only", "--seeds", "3", "4"])
+    assert not repro.SPECS.exists()
+    with pytest.raises(SystemExit, match=r"d100-seeds0-1-2-3: seeds 0,1,2,3 asked for, but he-init\+k-glorot-gated-d100 "
+                                         r"trained seeds 0,1,2 in one shared process"):
+        repro.before_training(repro.cells(shared, (100,), (0, 1, 2, 3)), (0, 1, 2, 3))
+    assert not repro.SPECS.exists()
+    repro.before_training(repro.cells(shared, (100,), (0, 1, 2)), (0, 1, 2))  # the same seeds: it resumes
+    repro.before_training(repro.cells(shared, (100,), (3, 4)), (3, 4))  # none of them trained: a new process
+    assert sorted(p.name for p in repro.SPECS.iterdir()) == ["he-init+k-glorot-gated-d100-seeds3-4.arch",
+                                                             "he-init+k-glorot-gated-d100.arch"]
