@@ -196,7 +196,9 @@ def rows(found: Analysis, base: dict[str, Any]) -> list[dict[str, Any]]:
     """results.json rows: Fig. 4's errors and Fig. 2's gate statistics (Fig. 3 is read off its figure)."""
     maps, bias, baseline, lesions = found.maps, found.bias, found.baseline, found.lesions
     numbers = lesion_numbers(baseline, lesions)
-    below = float((bias < found.initial_bias[:, None]).double().mean())
+    from archlang.analysis.gates import fraction_below, over_gates
+
+    below = fraction_below(bias, found.initial_bias[:, None].double())
 
     def row(metric: str, ours: float, paper: str | float | None, **extra: Any) -> dict[str, Any]:
         value = ours if isinstance(ours, int) else float(f"{ours:.4g}")
@@ -212,8 +214,8 @@ def rows(found: Analysis, base: dict[str, Any]) -> list[dict[str, Any]]:
         row(f"end of the early layers that matter: last of layers 1-{IDLE[1]} whose lesion adds more than "
             f"{MATTERS:g} point of training error (paper: about {PAPER_EARLY_END})", numbers["early_end"],
             PAPER_EARLY_END),
-        row("mean transform gate output, all gates and training images", float(maps.mean_t.mean()), None),
-        row("fraction of gates whose mean output T < 0.1", float((maps.mean_t < 0.1).double().mean()), None),
+        row("mean transform gate output, all gates and training images", over_gates(maps.mean_t), None),
+        row("fraction of gates whose mean output T < 0.1", fraction_below(maps.mean_t, 0.1), None),
         row("fraction of gate biases below their initial value", below, "most (\"most biases decreased further\")",
             initial=sorted(set(found.initial_bias.tolist()))),
     ]

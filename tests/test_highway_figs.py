@@ -14,7 +14,7 @@ import pytest
 import torch
 from threads import one_thread  # noqa: F401 (autouse: one torch thread in this module)
 
-from archlang.analysis.gates import gate_biases, highway_layers, highway_maps
+from archlang.analysis.gates import fraction_below, gate_biases, highway_layers, highway_maps, over_gates
 from archlang.analysis.prune import Lesion, lesion
 from archlang.analysis.run import error_percent
 from archlang.analysis.transform import transfer
@@ -283,3 +283,12 @@ def test_gates_maps_draws_figures_2_and_3_of_any_highway_run(spec, tiny_mnist, t
     assert f"plot: {tmp_path / 'out' / 'gate-classes.png'}" in capsys.readouterr().out
     assert archlang(["gates", str(run.path), "--maps", "--no-data"]) == 2
     assert "--maps needs highway layers and their data (drop --no-data)" in capsys.readouterr().err
+
+
+def test_gate_statistics_count_only_the_gates_a_net_has_not_the_nan_padding_of_narrower_layers() -> None:
+    # a conv highway net's stages of 2 and 4 channels: the first row is padded with NaN to 4 blocks
+    mean_t = torch.tensor([[0.05, 0.5, float("nan"), float("nan")], [0.05, 0.05, 0.05, 0.9]])
+    assert over_gates(mean_t) == pytest.approx((0.05 * 4 + 0.5 + 0.9) / 6)
+    assert fraction_below(mean_t, 0.1) == pytest.approx(4 / 6)  # not 4 / 8
+    bias = torch.tensor([[-2.5, -1.5, float("nan"), float("nan")], [-3.5, -2.0, -2.1, -1.0]])
+    assert fraction_below(bias, torch.tensor([[-2.0], [-3.0]], dtype=torch.float64)) == pytest.approx(2 / 6)

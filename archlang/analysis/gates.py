@@ -62,6 +62,19 @@ def _per_block(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(2).mean(2) if t.dim() > 2 else t
 
 
+def over_gates(values: torch.Tensor) -> float:
+    """The mean over the gates a net has: a narrower layer's blocks past its width are the NaN padding
+    of `_stacked` (a conv highway net's stages) and count neither way."""
+    values = values.double()
+    return float(values[~torch.isnan(values)].mean())
+
+
+def fraction_below(values: torch.Tensor, limit: torch.Tensor | float) -> float:
+    """The fraction of the gates a net has whose value is below `limit` (the NaN padding not counted)."""
+    values = values.double()
+    return over_gates(torch.where(torch.isnan(values), values, (values < limit).double()))
+
+
 def gate_biases(model: nn.Module) -> torch.Tensor:
     """Transform gate bias per highway layer and block, (layers, blocks): Highway Fig. 2, column 1."""
     return _stacked([m.t.bias.detach().double().flatten() for _, m in highway_layers(model)])  # type: ignore[union-attr]
