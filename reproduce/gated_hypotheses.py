@@ -318,7 +318,7 @@ def results(all_cells: list[Cell]) -> list[dict]:
     for cell in all_cells:
         runs, used = cell_runs(cell.trained())
         if runs:
-            rows += cell_rows(cell, runs, used)
+            rows += [{**row, "closes_gap": closes_gap(row)} for row in cell_rows(cell, runs, used)]
             found.setdefault((cell.hypothesis.name, cell.d), {})[cell.kind] = runs
     for (name, d), by_kind in found.items():
         rows += claim_row(BY_NAME[name], d, by_kind)

@@ -179,6 +179,27 @@ def _paired_line(rows: list[dict]) -> str:
             f"one would exclude 0 with probability about {1 - 0.95 ** tests:.2f}, taking them as independent)")
 
 
+def _towards(e: dict) -> str:
+    """Where a changed recipe moved a cell, paired by seed against its baseline: towards the paper's number,
+    away from it, or not distinguishable (the paired interval contains 0)."""
+    sign, gap = e["vs_baseline"]["sign"], e["paper_value"] - e["baseline"]["mean"]
+    if sign == "inconclusive" or gap == 0:
+        return "not distinguishable"
+    return "towards" if (sign == "above 0") == (gap > 0) else "away"
+
+
+def _baseline_line(rows: list[dict]) -> str:
+    """Rows that change one thing against a baseline of the same seeds: which way each moved, and which (if
+    any) close the gap to the paper (`closes_gap`, decided by the script that made the rows)."""
+    phrase = {"towards": "towards the paper's number", "away": "away from it",
+              "not distinguishable": "not distinguishable from the baseline"}
+    said = {way: [e["metric"] for e in rows if _towards(e) == way] for way in phrase}
+    closing = [e["metric"] for e in rows if e.get("closes_gap")]
+    return ("against the baseline of the same seeds (paired, 95%): " +
+            "; ".join(f"{phrase[way]} in {len(metrics)}{_listed(metrics)}" for way, metrics in said.items()) +
+            f"; closes the gap: {', '.join(closing) if closing else 'none'}")
+
+
 def verdict(entries: list[dict]) -> str:
     """One line, from the numbers alone, of what matches the paper in this table and what does not."""
     seeded = [e for e in entries if "n" in e]
@@ -186,7 +207,9 @@ def verdict(entries: list[dict]) -> str:
     cells = [e for e in seeded if "paired" not in e and _is_number(e["paper_value"])]
     one_run = [e for e in entries if "paired" not in e and _is_number(e["paper_value"]) and _is_number(e["ours"])
                and e.get("interval") is None]
-    parts = [line for line in (_cells_line(cells), _gaps_line(one_run), _paired_line(paired) if paired else "") if line]
+    changed = [e for e in cells if e.get("vs_baseline") and e.get("baseline", {}).get("mean") is not None]
+    parts = [line for line in (_cells_line(cells), _gaps_line(one_run), _paired_line(paired) if paired else "",
+                               _baseline_line(changed) if changed else "") if line]
     if not parts:
         return "**Against the paper:** it prints no number for these rows to compare with."
     return "**Against the paper (generated from the numbers):** " + "; ".join(parts) + "."

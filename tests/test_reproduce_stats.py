@@ -231,3 +231,22 @@ def test_highway_table_1_rows(repro) -> None:
     assert "| 99.4 ± 0.03 | 99.38 ± 0.076 | 0-2 (n=3) |" in text
     assert "inside our 95% interval in 1 of 1 cells" in text and "ours - paper +0.02" in text
     assert highway_cnn.results(smoke) == []
+
+
+def test_a_changed_recipe_is_judged_against_its_baseline_and_the_gap_it_closes_is_named(repro) -> None:
+    st, report = repro.stats, repro.report
+    base = {0: 2.0, 1: 1.9, 2: 2.1}
+
+    def changed(metric: str, paper: float, mine: dict[int, float], closes: bool = False) -> dict:
+        return _entry(metric, paper, ours=st.describe(mine)["mean"], **st.describe(mine), baseline=st.describe(base),
+                      vs_baseline=st.paired(mine, base), closes_gap=closes)
+
+    towards = changed("test error (%), gated, d=50, a", 1.5, {0: 1.6, 1: 1.52, 2: 1.7}, closes=True)
+    away = changed("test error (%), gated, d=50, b", 1.5, {0: 2.5, 1: 2.41, 2: 2.6})
+    same = changed("test error (%), gated, d=50, c", 1.5, {0: 2.3, 1: 1.6, 2: 2.0})
+    line = report.verdict([towards, away, same])
+    assert ("towards the paper's number in 1 (test error (%), gated, d=50, a); away from it in 1 (test error (%), "
+            "gated, d=50, b); not distinguishable from the baseline in 1 (test error (%), gated, d=50, c); "
+            "closes the gap: test error (%), gated, d=50, a.") in line
+    above_paper = changed("mean k, d=50, b", 3.0, {0: 2.5, 1: 2.41, 2: 2.6})  # baseline 2.0 below 3.0: up is towards
+    assert "towards the paper's number in 1 (mean k, d=50, b)" in report.verdict([above_paper])
