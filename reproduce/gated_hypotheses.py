@@ -51,6 +51,8 @@ from archlang.runs.sweep import read_manifest
 from archlang.train.grouping import PER_COPY_FIELDS
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from archlang.train.recipes import Recipe
 
 TABLE = "Table 1-2 hypotheses"
@@ -202,8 +204,7 @@ def _shared_members(h: Hypothesis, kind: str, d: int, smoke: bool) -> list[_Memb
     """h's points in every shared process of this kind and depth that exists (sweep folders STEM or
     STEM-seeds..., as _shared_cells names them), by their sweep.json: whichever seeds and partners it had."""
     where, found = jobs_module.RUNS / _prefix(smoke), []
-    folders = sorted([*where.glob(f"*-{kind}-d{d}"), *where.glob(f"*-{kind}-d{d}-seeds*")])
-    for folder in folders:
+    for folder in _sweep_folders(where, f"*-{kind}-d{d}"):
         manifest = read_manifest(folder)
         fields = [f for f in manifest.varying if f != "seed"] if manifest else []
         if manifest is None or not set(h.fields()) <= set(fields):
@@ -231,13 +232,16 @@ def cells(hypotheses: tuple[Hypothesis, ...] = HYPOTHESES, depths: tuple[int, ..
     return found
 
 
+def _sweep_folders(where: Path, stem: str) -> list[Path]:
+    """The sweep folders of shared processes named STEM or STEM-seeds... (as _shared_cells names them) that exist."""
+    return sorted([*where.glob(stem), *where.glob(f"{stem}-seeds*")])
+
+
 def _check_shared_seeds(job: Job, seeds: tuple[int, ...]) -> None:
     """Refuse seeds that a shared process of the same hypotheses, kind and depth trained under another seed
     list: that list made another sweep file and folder (STEM-seeds...), so those seeds would train again."""
-    stem = job.name.rsplit("/", 1)[1].split("-seeds")[0]
-    where = jobs_module.RUNS / job.name.rsplit("/", 1)[0]
-    for folder in sorted([where / stem, *where.glob(f"{stem}-seeds*")]):
-        manifest = read_manifest(folder) if folder != jobs_module.RUNS / job.name else None
+    for folder in _sweep_folders(job.folder.parent, job.folder.name.split("-seeds")[0]):
+        manifest = read_manifest(folder) if folder != job.folder else None
         trained = sorted({int(p.values["seed"]) for p in manifest.points}) if manifest else []
         if set(trained) & set(seeds):
             raise SystemExit(f"{job.name}: seeds {','.join(map(str, seeds))} asked for, but {folder.name} trained seeds "
@@ -331,9 +335,8 @@ def closes_gap(row: dict) -> bool:
     paper, baseline, interval = row["paper_value"], row["baseline"]["mean"], row["interval"]
     if baseline is None or interval is None:
         return False
-    if baseline > paper:
-        return row["vs_baseline"]["sign"] == "below 0" and interval[0] <= paper
-    return row["vs_baseline"]["sign"] == "above 0" and interval[1] >= paper
+    reaches = interval[0] <= paper if baseline > paper else interval[1] >= paper
+    return stats.moved(row["vs_baseline"]["sign"], baseline, paper) == "towards" and reaches
 
 
 def verdict(row: dict) -> str:
@@ -345,7 +348,7 @@ def verdict(row: dict) -> str:
     gap = "" if row["baseline"]["mean"] is None else f"{row['baseline']['mean'] - paper:+.2f} -> "
     return (f"{row['metric']}: {row['ours']} +- {row['std']} (seeds {row['seeds']}), {moved} the baseline's "
             f"{row['baseline']['mean']} (paired {vs['mean']}, 95% {vs['interval']}); against the paper's {paper}: "
-            f"{gap}{row['ours'] - paper:+.2f}" + ("; CLOSES THE GAP" if closes_gap(row) else ""))
+            f"{gap}{row['ours'] - paper:+.2f}" + ("; CLOSES THE GAP" if row["closes_gap"] else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

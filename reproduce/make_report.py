@@ -13,6 +13,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+import stats
+
 from archlang.fileio import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,21 +181,14 @@ def _paired_line(rows: list[dict]) -> str:
             f"one would exclude 0 with probability about {1 - 0.95 ** tests:.2f}, taking them as independent)")
 
 
-def _towards(e: dict) -> str:
-    """Where a changed recipe moved a cell, paired by seed against its baseline: towards the paper's number,
-    away from it, or not distinguishable (the paired interval contains 0)."""
-    sign, gap = e["vs_baseline"]["sign"], e["paper_value"] - e["baseline"]["mean"]
-    if sign == "inconclusive" or gap == 0:
-        return "not distinguishable"
-    return "towards" if (sign == "above 0") == (gap > 0) else "away"
-
-
 def _baseline_line(rows: list[dict]) -> str:
     """Rows that change one thing against a baseline of the same seeds: which way each moved, and which (if
     any) close the gap to the paper (`closes_gap`, decided by the script that made the rows)."""
     phrase = {"towards": "towards the paper's number", "away": "away from it",
               "not distinguishable": "not distinguishable from the baseline"}
-    said = {way: [e["metric"] for e in rows if _towards(e) == way] for way in phrase}
+    said = {way: [e["metric"] for e in rows
+                  if stats.moved(e["vs_baseline"]["sign"], e["baseline"]["mean"], e["paper_value"]) == way]
+            for way in phrase}
     closing = [e["metric"] for e in rows if e.get("closes_gap")]
     return ("against the baseline of the same seeds (paired, 95%): " +
             "; ".join(f"{phrase[way]} in {len(metrics)}{_listed(metrics)}" for way, metrics in said.items()) +

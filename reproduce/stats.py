@@ -106,3 +106,12 @@ def sign_of(interval: Sequence[float] | None) -> str:
     if interval[0] > 0:
         return "above 0"
     return "inconclusive"
+
+
+def moved(sign: str, baseline: float, target: float) -> str:
+    """Which way a change moved a cell, from the sign of its paired difference against the baseline: 'towards'
+    or 'away' from target (the paper's number), or 'not distinguishable' (the interval holds 0; or no gap)."""
+    gap = target - baseline
+    if sign == "inconclusive" or gap == 0:
+        return "not distinguishable"
+    return "towards" if (sign == "above 0") == (gap > 0) else "away"
