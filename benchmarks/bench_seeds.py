@@ -29,6 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import archlang
+from archlang import regional
 from archlang.grouped import CopyHyper, GroupedModel, grouped_loss, grouped_optimizer
 from archlang.train import model_tools
 from archlang.train.loop import tune_allocator
@@ -57,15 +58,17 @@ def _timed(step: Callable[[], None], steps: int) -> tuple[float, float]:
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
-def _single_step(compiled, recipe, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+def _single_step(compiled, recipe, x: torch.Tensor, y: torch.Tensor, compile_model: bool) -> Callable[[], None]:
     torch.manual_seed(recipe.seed)
     model = compiled.build().train()
     model_tools.apply_init(model, recipe)
     optimizer = model_tools.build_optimizer(model, recipe, torch.device("cpu"))
+    # The single net compiled as the grouped one is: chunks of identical blocks (archlang.regional).
+    forward = regional.compiled_runner(list(model)) if compile_model else model
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        F.cross_entropy(forward(x), y).backward()
         optimizer.step()
     return step
 
@@ -75,13 +78,29 @@ def _grouped_step(compiled, recipe, copies: int, x: torch.Tensor, y: torch.Tenso
     model = GroupedModel.from_ir(compiled.network, list(range(copies)),
                                  init=lambda m, _i: model_tools.apply_init(m, recipe)).train()
     optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(recipe)] * copies)
-    forward = torch.compile(model) if compile_model else model
+    if compile_model:
+        model.compile_blocks()
 
     def step() -> None:
         optimizer.zero_grad()
-        grouped_loss(forward(x), y).sum().backward()
+        grouped_loss(model(x), y).sum().backward()
         optimizer.step()
     return step
+
+
+def _measure(sides: dict[str, Callable[[], None]], args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU seconds per step of each side, repeats interleaved in a rotating order."""
+    for step in sides.values():
+        _timed(step, args.warmup)  # the compiled sides compile here
+    wall: dict[str, list[float]] = {k: [] for k in sides}
+    cpu: dict[str, list[float]] = {k: [] for k in sides}
+    names = list(sides)
+    for r in range(args.repeats):
+        for label in names[r % len(names):] + names[: r % len(names)]:
+            seconds, cpu_seconds = _timed(sides[label], args.steps)
+            wall[label].append(seconds)
+            cpu[label].append(cpu_seconds)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in sides}
 
 
 def bench(name: str, case: tuple, args: argparse.Namespace) -> float:
@@ -91,28 +110,25 @@ def bench(name: str, case: tuple, args: argparse.Namespace) -> float:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(copies, batch, *compiled.input_shape, generator=g)
     y = torch.randint(0, compiled.num_classes, (copies, batch), generator=g)
-    single = _single_step(compiled, recipe, x[0], y[0])
-    grouped = _grouped_step(compiled, recipe, copies, x, y, args.compile)
-    for step in (single, grouped):
-        _timed(step, args.warmup)
-    wall: dict[str, list[float]] = {"single": [], "grouped": []}
-    cpu: dict[str, list[float]] = {"single": [], "grouped": []}
-    for r in range(args.repeats):
-        order = [("single", single), ("grouped", grouped)]
-        for label, step in order[:: -1 if r % 2 else 1]:
-            seconds, cpu_seconds = _timed(step, args.steps)
-            wall[label].append(seconds)
-            cpu[label].append(cpu_seconds)
-    s, gr = statistics.median(wall["single"]), statistics.median(wall["grouped"])
-    ratio = gr / (singles * s)
-    # CPU time is what the step itself cost: on a shared machine wall time also counts the time
-    # other processes held the core, which falls more often on the longer (grouped) step.
-    cpu_ratio = statistics.median(cpu["grouped"]) / (singles * statistics.median(cpu["single"]))
+    sides = {"single": _single_step(compiled, recipe, x[0], y[0], False),
+             "grouped": _grouped_step(compiled, recipe, copies, x, y, False)}
+    if args.compile:
+        sides["single compiled"] = _single_step(compiled, recipe, x[0], y[0], True)
+        sides["grouped compiled"] = _grouped_step(compiled, recipe, copies, x, y, True)
+    times = _measure(sides, args)
     against = "1 single step" if singles == 1 else f"{singles} single steps"
-    label = f"{name} (compiled)" if args.compile else name
-    print(f"{label:14s} threads {torch.get_num_threads()}  G={copies}  single {s * 1e3:8.1f} ms/step  "
-          f"grouped {gr * 1e3:8.1f} ms/step  ratio vs {against}: {ratio:5.2f} (median), "
-          f"CPU-time ratio {cpu_ratio:5.2f}")
+    pairs = [("grouped", "single")]
+    if args.compile:
+        pairs += [("grouped compiled", "single"), ("grouped compiled", "single compiled")]
+    ratio = 0.0
+    for top, bottom in pairs:
+        # CPU time is what the step itself cost: on a shared machine wall time also counts the time
+        # other processes held the core, which falls more often on the longer (grouped) step.
+        (gw, gc), (sw, sc) = times[top], times[bottom]
+        ratio = gw / (singles * sw)
+        print(f"{name:14s} threads {torch.get_num_threads()}  G={copies}  {bottom} {sw * 1e3:8.1f} ms/step  "
+              f"{top} {gw * 1e3:8.1f} ms/step  ratio vs {against}: {ratio:5.2f} (median), "
+              f"CPU-time ratio {gc / (singles * sc):5.2f}")
     return ratio
 
 
@@ -134,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median is reported)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the grouped model (its first step compiles: minutes on 2 cores)")
+                   help="also time both sides torch.compile'd in chunks of identical blocks (archlang.regional; "
+                        "the first step compiles: seconds to a minute)")
     p.add_argument("--smoke", action="store_true", help="tiny nets, one repeat: checks the benchmark runs")
     args = p.parse_args(argv)
     tune_allocator()  # as the trainer does: no mmap/munmap (and page faults) per large tensor

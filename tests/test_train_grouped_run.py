@@ -131,7 +131,7 @@ def test_seed_override_and_non_sgd_recipes_are_refused(tiny_mnist: Path, tmp_pat
     assert not list(tmp_path.glob("adam-seed*")) and not list(tmp_path.glob("reset-seed*"))  # refused before any folder
     with pytest.raises(ArchlangError) as err:
         train_grouped(archlang.compile_spec(SPEC), [0, 1], out=tmp_path, options=_options(bf16=True, compile=True))
-    assert err.value.message == "--seeds does not take --bf16, --compile (grouped runs are fp32, eager, contiguous)"
+    assert err.value.message == "--seeds does not take --bf16 (grouped runs are fp32 and contiguous)"
 
 
 def test_damaged_grouped_checkpoint_is_caught_and_the_previous_one_used(tmp_path: Path) -> None:
@@ -188,3 +188,33 @@ def test_flags_a_call_would_drop_are_refused(tmp_path: Path, capsys) -> None:
     assert ("error: --resume continues a run (or its whole group) with the seeds it was started with; it does not "
             "take --seeds") in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compiled_grouped_run_equals_the_eager_one(tiny_mnist: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """--seeds with --compile: the copies' blocks run through torch.compile (here dynamo with
+    aot_eager: forward and backward traced, no C++ build) and the run folders hold the eager run's
+    weights to rounding; a compiler failing at the first step is one message."""
+    eager = _grouped(tiny_mnist, tmp_path, "eager", [0, 1])
+    real, calls = torch.compile, []
+
+    def traced(function: Any, **options: Any) -> Any:
+        calls.append(function.__code__.co_name)
+        return real(function, backend="aot_eager")
+
+    monkeypatch.setattr(torch, "compile", traced)
+    compiled = _grouped(tiny_mnist, tmp_path, "compiled", [0, 1], compile=True)
+    assert calls == ["run_blocks_0"]
+    for a, b in zip(compiled, eager):
+        mine, theirs = _weights(a), _weights(b)
+        for key in theirs:
+            torch.testing.assert_close(mine[key], theirs[key], atol=1e-5, rtol=0, msg=key)
+
+    def no_compiler(gm: Any, example_inputs: Any) -> Any:
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", lambda function, **kw: real(function, backend=no_compiler))
+    with pytest.raises(ArchlangError) as info:
+        _grouped(tiny_mnist, tmp_path, "nocc", [0, 1], compile=True)
+    assert info.value.message == ("--compile: torch.compile failed (backend='no_compiler' raised: "
+                                  "RuntimeError: no C++ compiler found)")

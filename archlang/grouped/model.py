@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlang import regional
 from archlang.build import build
 from archlang.errors import ArchlangError, Source
 from archlang.grouped import layers as G
@@ -127,6 +129,13 @@ class GroupedModel(nn.Sequential):
         self._norms = [m for m in self.modules() if isinstance(m, G.GBatchNorm)]
         for norm in self._norms:  # their running statistics are updated together after each forward
             norm.defer_stats = True
+        self._compiled: regional.Runner | None = None
+
+    def compile_blocks(self, chunk: int = regional.CHUNK, **options: Any) -> None:
+        """Train through torch.compile'd chunks of `chunk` identical blocks (archlang.regional;
+        `options` go to torch.compile); evaluation stays eager (one forward an epoch: not worth a
+        second compilation)."""
+        self._compiled = regional.compiled_runner(list(self), chunk, **options)
 
     @classmethod
     def from_ir(cls, network: core.Seq | Sequence[core.Seq], seeds: Sequence[int], init: InitHook | None = None,
@@ -169,7 +178,8 @@ class GroupedModel(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(G, B, *input) -> (G, B, *output)."""
         try:
-            y = super().forward(self._to_internal(x))
+            inner = self._to_internal(x)
+            y = self._compiled(inner) if self._compiled is not None and self.training else super().forward(inner)
         finally:
             G.update_running_stats(self._norms)
         if G.is_features(y):

@@ -66,11 +66,9 @@ def _check_call(compiled: Compiled, opts: TrainOptions, flag: str) -> None:
     check_supported(compiled.network, compiled.source)  # before any folder exists
     if ddp.context_from_env().enabled:
         raise ArchlangError(f"{flag} trains its copies in one process, not under torchrun")
-    unsupported = [f for f, on in (("--bf16", opts.bf16), ("--compile", opts.compile),
-                                   ("--channels-last", opts.channels_last)) if on]
+    unsupported = [f for f, on in (("--bf16", opts.bf16), ("--channels-last", opts.channels_last)) if on]
     if unsupported:
-        raise ArchlangError(f"{flag} does not take {', '.join(unsupported)} (grouped runs are fp32, eager, "
-                            "contiguous)")
+        raise ArchlangError(f"{flag} does not take {', '.join(unsupported)} (grouped runs are fp32 and contiguous)")
 
 
 def _resumed_members(compiled: Compiled, spec_text: str | None, overrides: dict[str, Any],

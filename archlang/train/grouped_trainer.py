@@ -35,7 +35,7 @@ from archlang.train.options import TrainOptions, configure_backends, configure_t
 from archlang.train.plan import RunPlan, load_data
 from archlang.train.recipes import Recipe
 from archlang.train.signals import SignalWatch, TrainingInterrupted
-from archlang.train.trainer import run_info, run_summary
+from archlang.train.trainer import compile_available, compile_errors_reported, run_info, run_summary
 
 
 def no_decay_names(single: nn.Module, recipe: Recipe) -> frozenset[str]:
@@ -98,7 +98,7 @@ class GroupedTrainer:
         return [plan.folder for plan in self.plans]
 
     def fit(self) -> str:
-        return run_epochs(self)
+        return compile_errors_reported(lambda: run_epochs(self)) if self.opts.compile else run_epochs(self)
 
     def run_epoch(self, epoch: int) -> str | None:
         start, self.start_step = self.start_step, 0
@@ -145,6 +145,9 @@ class GroupedTrainer:
                                           source=self.compiled.source if one_spec else None,
                                           init=lambda m, i: model_tools.apply_init(m, recipes[i]))
         self.model.to(device)  # before the optimizer: it moves the parameters into one flat buffer
+        if opts.compile:
+            with compile_available():
+                self.model.compile_blocks()
         with torch.random.fork_rng(devices=[]):
             single = self.compiled.build()
         self.optimizer = grouped_optimizer(self.model, [CopyHyper.from_recipe(rc, no_decay_names(single, rc))

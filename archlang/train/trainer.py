@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlang import regional
 from archlang.compiler import Compiled
 from archlang.errors import ArchlangError
 from archlang.runs import MetricsRow, Progress, Summary, Totals
@@ -71,7 +73,7 @@ class Trainer:
         self.call_start = self.last_save = time.monotonic()
         with self.signals:
             try:
-                status = _compile_errors_reported(self.fit) if self.opts.compile else self.fit()
+                status = compile_errors_reported(self.fit) if self.opts.compile else self.fit()
             except ArchlangError:
                 with contextlib.suppress(ArchlangError):  # the first error is the one to report
                     self.finish("diverged" if self.diverged else "failed")
@@ -198,8 +200,9 @@ class Trainer:
     def wrap(self) -> None:
         # DDP wraps the model after the checkpoint is loaded: its construction broadcasts rank 0's
         # weights and buffers. Rank 0 evaluates alone on the bare module (no collectives).
-        net = ddp.wrap(self.model, self.ctx, self.device)
-        self.runner = _compiled(net) if self.opts.compile else net
+        # Compiled inside DDP, not around it: the compiled regions see no collectives.
+        net = ddp.wrap(_compiled(self.model) if self.opts.compile else self.model, self.ctx, self.device)
+        self.runner = net
         self.evaluator = self.runner if not self.ctx.enabled else (_compiled(self.model) if self.opts.compile else self.model)
 
     def evaluate(self) -> EvalResult:
@@ -343,7 +346,7 @@ def _stderr_is_tty() -> bool:
     return sys.stderr.isatty()
 
 
-def _compile_errors_reported(fit: Any) -> str:
+def compile_errors_reported(fit: Any) -> str:
     """torch.compile fails at the first call (no C compiler, an unsupported op): one message, not a traceback."""
     from torch._dynamo.exc import TorchDynamoException
 
@@ -355,9 +358,20 @@ def _compile_errors_reported(fit: Any) -> str:
         raise ArchlangError(f"--compile: torch.compile failed ({first})", hint="train without --compile") from None
 
 
-def _compiled(module: nn.Module) -> nn.Module:
+@contextlib.contextmanager
+def compile_available() -> Iterator[None]:
+    """torch.compile refused when called (no dynamo on this Python, say): one message, not a traceback."""
     try:
-        return torch.compile(module)  # type: ignore[return-value]
+        yield
     except (RuntimeError, ImportError) as exc:
         raise ArchlangError(f"--compile: torch.compile is not available here ({str(exc).splitlines()[0][:120]})",
                             hint="train without --compile") from None
+
+
+def _compiled(module: nn.Module) -> nn.Module:
+    """The network with its chunks of identical blocks compiled (archlang.regional: seconds to
+    compile a 100-layer net, not minutes); anything but a built Sequential compiled whole."""
+    with compile_available():
+        if isinstance(module, nn.Sequential):
+            return regional.Regional(module)
+        return torch.compile(module)  # type: ignore[return-value]
