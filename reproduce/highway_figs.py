@@ -18,23 +18,18 @@ error with all transform gates of one layer closed (T = 0: the layer copies its 
 with the unlesioned error as a dashed line. Everything is evaluated over the 60,000 training images
 in batches of 1,000 (eval mode, no gradients).
 
-Which net: footnote 3, "best" is "obtained via random search over hyperparameters to minimize the
-best training set error achieved using each configuration". So among the finished depth-50 tanh
-runs of the Figure 1 search (reproduce/highway_fig1/highway-50-part*.arch; diverged and unfinished
-runs never count) the one with the lowest training error. The metrics rows' training error is the
-running train-mode meter of each epoch (the weights move while it is taken), so it only ranks: the
-RECHECK best by it (lowest epoch; ties by the lower final training loss) are evaluated on the training
-set in eval mode with their final weights, the ones analysed, and the lowest of those is the net.
-Our search is 20 settings per depth and type (9 of the first 20 tanh), 10 epochs each; the paper's was
-100 runs. Only that net over all 60,000 images makes the committed figures and results.json rows.
+Which net (footnote 3: "best" minimises "the best training set error achieved using each
+configuration"): of the finished depth-50 tanh runs of the Figure 1 search (highway-50-part*.arch;
+diverged and unfinished runs never count), the RECHECK best by their metrics rows' training error
+(a train-mode running meter, so it only ranks; ties by the lower final loss) are evaluated on the
+training set in eval mode with their final weights, and the lowest of those is the net. Our search
+is 20 settings per depth and type, 10 epochs each (the paper's: 100 runs). Only that net over all
+60,000 images makes the committed figures and results.json rows.
 
-What the paper has that this cannot: the bottom rows of Figures 2-4 are a CIFAR-100 net, and CIFAR-100
-is not on this machine (/work/shared/data has MNIST and CIFAR-10 only); the MNIST panels are all
-reproduced. The paper's numbers for these figures are read off its text (the figures themselves are
-not in our copy): biases initialised to -2 "mostly decreased further", most change in the first
-~15 layers, lesioning any early layer raises the error significantly and lesioning layers 15-45 has
-close to no effect (so the early layers that matter end at about 15; of the layers after 45 the text
-gives no number, they are among the ~40% that are not idle).
+Not reproducible here: the bottom rows of Figures 2-4 are a CIFAR-100 net, and CIFAR-100 is not on
+this machine. The paper's numbers are read off its text (the figures are not in our copy): biases
+initialised to -2 "mostly decreased further", most change in the first ~15 layers, lesioning any
+early layer raises the error significantly and lesioning layers 15-45 has close to no effect.
 """
 
 from __future__ import annotations
