@@ -4,9 +4,7 @@ compilation per kind of chunk, so a 100-layer network compiles in seconds, not m
 Measured (1 thread, CPU time per training step, one process, trainings sharing the machine;
 `mlp(depth=100, width=50, block=gated(residual))`, NAdam, batch 128): the single net eager
 44.9 ms, chunks of 10 blocks 32.1 ms after 3.5 s (warm cache; about 15 s cold), the whole
-model 30.0 ms after 104 s. Grouped, G = 8, on an idle machine: eager 110.8 ms, chunks 101.8 ms;
-the 49-layer highway MLP is slower compiled (72.2 -> 101.9 ms: inductor's fused
-sigmoid-lerp-mask kernel ran at 980 us against 60 us for eager's three kernels). Compiled
+model 30.0 ms after 104 s. Grouped and highway figures: docs/training.md (--compile). Compiled
 kernels round differently: a compiled run equals its eager run to rounding (tests), not bit for
 bit, and dropout draws its masks from inductor's generator.
 """

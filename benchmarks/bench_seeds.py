@@ -80,6 +80,7 @@ def _grouped_step(compiled, recipe, copies: int, x: torch.Tensor, y: torch.Tenso
     optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(recipe)] * copies)
     if compile_model:
         model.compile_blocks()
+        optimizer.compile_step()
 
     def step() -> None:
         optimizer.zero_grad()

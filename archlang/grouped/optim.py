@@ -57,6 +57,21 @@ class CopyHyper:
                    weight_decay=recipe.weight_decay, no_decay=frozenset(no_decay))
 
 
+NADAM_FACTORS = ("one_minus_b1", "beta2", "one_minus_b2", "correction2", "eps", "grad_step", "avg_step")
+
+
+def nadam_pass(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+               weight_decay: torch.Tensor, one_minus_b1: torch.Tensor, beta2: torch.Tensor,
+               one_minus_b2: torch.Tensor, correction2: torch.Tensor, eps: torch.Tensor, grad_step: torch.Tensor,
+               avg_step: torch.Tensor) -> None:
+    """_nadam_chunk's arithmetic over whole tensors, every factor a tensor (0-d or per element)."""
+    grad = grad + weight_decay * param
+    exp_avg.lerp_(grad, one_minus_b1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad * one_minus_b2)
+    denom = (exp_avg_sq / correction2).sqrt() + eps
+    param.addcmul_(grad / denom, grad_step).addcmul_(exp_avg / denom, avg_step)
+
+
 class GroupedOptimizer:
     """SGD or NAdam over a grouped model's parameters (each of shape (G, ...))."""
 
@@ -89,6 +104,14 @@ class GroupedOptimizer:
         self._decay_runs = self._runs(decay)
         self._copy_index: torch.Tensor | None = None  # element -> its copy, built when first needed
         self._vectors: dict[str, tuple[tuple[float, ...], Hyper]] = {}
+        self._fused_nadam: Any = None  # compile_step's function, else the chunked eager update
+
+    def compile_step(self, **options: Any) -> None:
+        """NAdam's update as one torch.compile'd pass over the flat buffer (`options` go to torch.compile).
+        Measured (G = 8 100-layer gated MLP, 2.4M floats, 1 thread, machine shared): 12.3 ms a step
+        chunked, 3.6 ms compiled; equal to rounding (test). SGD keeps torch's fused kernel."""
+        if self.kind == "nadam":
+            self._fused_nadam = torch.compile(nadam_pass, **options)
 
     def _expand(self, values: Sequence[Sequence[float]]) -> Hyper:
         """values[g][j] for copy g, parameter j: a scalar when all agree, else a per-element vector."""
@@ -249,6 +272,13 @@ class GroupedOptimizer:
             # float32 as torch's: the product is rounded to float32 after every step
             self.state["mu_product"] = torch.ones(self.copies, dtype=torch.float32, device=self.flat.device)
         hyper = self._nadam_hypers()
+        if self._fused_nadam is not None:
+            # Tensors, not floats: dynamo would compile the function again for every new float.
+            values = [self._weight_decay] + [hyper[k] for k in NADAM_FACTORS]
+            self._fused_nadam(self.flat, self.flat_grad, self.state["exp_avg"], self.state["exp_avg_sq"],
+                              *[v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=self.flat.dtype, device=self.flat.device)
+                                for v in values])
+            return
         scratch = torch.empty(2, min(CHUNK, self.flat.numel()), dtype=self.flat.dtype, device=self.flat.device)
         for piece in self._chunks():
             self._nadam_chunk(piece, {k: _part(v, piece) for k, v in hyper.items()}, scratch)

@@ -145,13 +145,14 @@ class GroupedTrainer:
                                           source=self.compiled.source if one_spec else None,
                                           init=lambda m, i: model_tools.apply_init(m, recipes[i]))
         self.model.to(device)  # before the optimizer: it moves the parameters into one flat buffer
-        if opts.compile:
-            with compile_available():
-                self.model.compile_blocks()
         with torch.random.fork_rng(devices=[]):
             single = self.compiled.build()
         self.optimizer = grouped_optimizer(self.model, [CopyHyper.from_recipe(rc, no_decay_names(single, rc))
                                                         for rc in recipes])
+        if opts.compile:
+            with compile_available():
+                self.model.compile_blocks()
+                self.optimizer.compile_step()
         torch.manual_seed(seeds[0])  # the group's one dropout stream
         self.leader.check_writable(3 * estimate_checkpoint_bytes(self.model, 2) + (64 << 20))
         mean, std = sources.statistics(r, self.data)
