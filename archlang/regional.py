@@ -4,7 +4,8 @@ compilation per kind of chunk, so a 100-layer network compiles in seconds, not m
 Measured (1 thread, CPU time per training step, one process, trainings sharing the machine;
 `mlp(depth=100, width=50, block=gated(residual))`, NAdam, batch 128): the single net eager
 44.9 ms, chunks of 10 blocks 32.1 ms after 3.5 s (warm cache; about 15 s cold), the whole
-model 30.0 ms after 104 s. Grouped and highway figures: docs/training.md (--compile). Compiled
+model 30.0 ms after 104 s. Per-step figures of the benchmark, grouped and highway nets included:
+docs/training.md (--compile). Compiled
 kernels round differently: a compiled run equals its eager run to rounding (tests), not bit for
 bit, and dropout draws its masks from inductor's generator.
 """
@@ -59,7 +60,7 @@ def chunks_of(items: Sequence[nn.Module], size: int) -> list[tuple[nn.Module, ..
     return out
 
 
-def _own_copy(function: Callable[..., torch.Tensor], n: int) -> Callable[..., torch.Tensor]:
+def own_code(function: Callable[..., Any], n: int) -> Callable[..., Any]:
     """The function under a code object of its own: dynamo keeps compiled variants per code object
     (at most torch._dynamo.config.recompile_limit), so each kind of chunk gets its own allowance."""
     code = function.__code__.replace(co_name=f"{function.__name__}_{n}")
@@ -80,7 +81,7 @@ def compiled_runner(items: Sequence[nn.Module], size: int = CHUNK, **options: An
             continue
         key = (_structure(chunk[0]), len(chunk))
         if key not in functions:
-            functions[key] = torch.compile(_own_copy(run_blocks, len(functions)), **options)
+            functions[key] = torch.compile(own_code(run_blocks, len(functions)), **options)
         plan.append((functions[key], chunk))
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -94,10 +95,10 @@ class Regional(nn.Module):
     """A Sequential run through compiled_runner; its parameters stay the inner module's (under
     `inner.`), so checkpoints are written from the inner module as without --compile."""
 
-    def __init__(self, inner: nn.Sequential, size: int = CHUNK) -> None:
+    def __init__(self, inner: nn.Sequential, size: int = CHUNK, **options: Any) -> None:
         super().__init__()
         self.inner = inner
-        self._forward = compiled_runner(list(inner), size)
+        self._forward = compiled_runner(list(inner), size, **options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(x)

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from torch._dynamo.testing import CompileCounterWithBackend
 
 import archlang
 from archlang.grouped import CopyHyper, GroupedModel, grouped_loss, grouped_optimizer
@@ -140,3 +141,18 @@ def test_compiled_nadam_pass_equals_the_chunked_update(backend):
     assert (results[0][0] - start).abs().min() > 0  # every element moved: the steps ran
     for eager, compiled in zip(*results):
         torch.testing.assert_close(compiled, eager, atol=1e-6, rtol=1e-5)
+
+
+def test_compiled_nadam_pass_is_traced_once_as_lrs_meet_and_steps_go_on():
+    """Per-copy lrs make the step factors per element; at a schedule factor of 0 they meet (one
+    scalar); the compiled pass still traces once (a factor once per element stays so)."""
+    counter = CompileCounterWithBackend("aot_eager")
+    model = GroupedModel.from_ir(archlang.compile_spec(SPEC).network, [0, 1, 2])
+    optimizer = grouped_optimizer(model, HYPERS["nadam"])
+    optimizer.compile_step(backend=counter)
+    for factor in (1.0, 0.5, 0.0, 1.0):
+        optimizer.set_lr_factor(factor)
+        optimizer.zero_grad()
+        optimizer.flat_grad.normal_()
+        optimizer.step()
+    assert counter.frame_count == 1

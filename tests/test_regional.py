@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._dynamo.testing import CompileCounterWithBackend
 
 import archlang
 from archlang import regional
@@ -37,17 +38,15 @@ def test_runs_of_identical_blocks_make_chunks_of_at_most_the_size() -> None:
         regional.chunks_of(mixed, 0)
 
 
-def test_one_compilation_serves_every_chunk_of_a_kind(monkeypatch: pytest.MonkeyPatch) -> None:
-    real, compiled = torch.compile, []
-
-    def counted(function: Any, **options: Any) -> Any:
-        compiled.append(function.__code__.co_name)
-        return real(function, **options)
-
-    monkeypatch.setattr(torch, "compile", counted)
-    model = archlang.compile_spec("mlp(depth=10, width=8, block=gated(residual))").build()  # 5 blocks
-    regional.compiled_runner(list(model), 2, backend="eager")
-    assert compiled == ["run_blocks_0", "run_blocks_1"]  # chunks of 2 (twice) and of 1: two kinds, own code
+def test_one_compilation_serves_every_chunk_of_a_kind() -> None:
+    """5 blocks in chunks of 2: the two chunks of 2 share one traced frame, the chunk of 1 has its own;
+    training steps (forward, backward) after the first trace nothing again."""
+    model = archlang.compile_spec("mlp(depth=10, width=8, block=gated(residual))").build().train()
+    counter = CompileCounterWithBackend("aot_eager")
+    forward = regional.compiled_runner(list(model), 2, backend=counter)
+    for _ in range(3):
+        forward(torch.randn(4, 1, 28, 28)).sum().backward()
+    assert counter.frame_count == 2
 
 
 def _sgd_recipe(seed: int) -> Any:
@@ -91,13 +90,18 @@ def _assert_states_close(a: GroupedModel, b: GroupedModel) -> None:
 NO_CXX = pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="inductor needs a C++ compiler")
 
 
-@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=NO_CXX)])
+BACKENDS = ["aot_eager", pytest.param("inductor", marks=NO_CXX)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_grouped_compiled_steps_equal_eager_steps(backend: str) -> None:
     """Outputs, weights and running statistics after 2 SGD steps: compiled (batch norm in plain ops,
     see GBatchNorm._traced_features) against eager (group norm). aot_eager traces forward and
     backward without C++; inductor is what --compile runs."""
     eager, eager_logits = _train_grouped(None)
-    compiled, compiled_logits = _train_grouped({"backend": backend})
+    counter = CompileCounterWithBackend(backend)
+    compiled, compiled_logits = _train_grouped({"backend": counter})
+    assert counter.frame_count == 2  # both kinds of chunk (2 blocks, 1 block) traced once and ran
     torch.testing.assert_close(compiled_logits, eager_logits, atol=1e-5, rtol=0)
     _assert_states_close(compiled, eager)
     compiled.eval()  # evaluation runs eagerly on the compiled run's weights
@@ -106,12 +110,13 @@ def test_grouped_compiled_steps_equal_eager_steps(backend: str) -> None:
         torch.testing.assert_close(compiled(x), eager.eval()(x), atol=1e-5, rtol=0)
 
 
-@NO_CXX
-def test_single_regional_step_equals_eager_step() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_regional_step_equals_eager_step(backend: str) -> None:
     compiled = archlang.compile_spec(SPEC)
     recipe = _sgd_recipe(0)
     states = []
-    for wrap in (lambda m: m, lambda m: regional.Regional(m, 2)):
+    counter = CompileCounterWithBackend(backend)
+    for wrap in (lambda m: m, lambda m: regional.Regional(m, 2, backend=counter)):
         torch.manual_seed(0)
         model = compiled.build().train()
         model_tools.apply_init(model, recipe)
@@ -124,6 +129,7 @@ def test_single_regional_step_equals_eager_step() -> None:
             F.cross_entropy(runner(x), y).backward()
             optimizer.step()
         states.append(model.state_dict())
+    assert counter.frame_count == 2  # chunks of 2 and of 1 blocks, each traced once, both ran
     assert states[0].keys() == states[1].keys()
     for name in states[0]:
         torch.testing.assert_close(states[1][name], states[0][name], atol=1e-5, rtol=0, msg=name)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from threads import one_thread  # noqa: F401 (autouse: one torch thread in this module, restored after it)
+from torch._dynamo.testing import CompileCounterWithBackend
 
 import archlang
 from archlang.cli import main
@@ -196,15 +197,15 @@ def test_compiled_grouped_run_equals_the_eager_one(tiny_mnist: Path, tmp_path: P
     aot_eager: forward and backward traced, no C++ build) and the run folders hold the eager run's
     weights to rounding; a compiler failing at the first step is one message."""
     eager = _grouped(tiny_mnist, tmp_path, "eager", [0, 1])
-    real, calls = torch.compile, []
+    real, calls, counter = torch.compile, [], CompileCounterWithBackend("aot_eager")
 
     def traced(function: Any, **options: Any) -> Any:
         calls.append(function.__code__.co_name)
-        return real(function, backend="aot_eager")
+        return real(function, backend=counter)
 
     monkeypatch.setattr(torch, "compile", traced)
     compiled = _grouped(tiny_mnist, tmp_path, "compiled", [0, 1], compile=True)
-    assert calls == ["run_blocks_0"]
+    assert calls == ["run_blocks_0"] and counter.frame_count == 1  # SGD: no compiled NAdam; the chunk ran
     for a, b in zip(compiled, eager):
         mine, theirs = _weights(a), _weights(b)
         for key in theirs:

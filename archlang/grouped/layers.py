@@ -121,7 +121,6 @@ class GBatchNorm(nn.Module):
             update_running_stats([self])
         return y
 
-
     def _traced_features(self, x: torch.Tensor, weight: torch.Tensor,
                          bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The same normalisation in plain ops, for torch.compile (whose shape check refuses the

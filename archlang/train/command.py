@@ -77,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", "--amp", dest="bf16", action="store_true", help="bf16 autocast (default: fp32 as the papers)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for conv nets")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the network's blocks, chunks of identical blocks compiled once (docs/training.md)")
+                   help="torch.compile the network's blocks, each kind of chunk of identical blocks once "
+                        "(docs/training.md)")
     p.add_argument("--tf32", action="store_true", help="TF32 matmuls and convolutions on CUDA (faster; default: "
                    "true fp32, as the papers)")
     p.add_argument("--threads", type=int, help="torch intra-op threads")

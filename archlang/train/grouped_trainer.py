@@ -28,6 +28,7 @@ from archlang.runs import rng as run_rng
 from archlang.runs.checkpoint import estimate_checkpoint_bytes, latest_good_grouped, write_grouped
 from archlang.runs.state import to_host
 from archlang.train import ddp, model_tools, plots, sources
+from archlang.train.compiling import compile_available, compile_errors_reported
 from archlang.train.epochs import epoch_row, run_epochs, save_or_stop, stop_status
 from archlang.train.evaluate import evaluate_grouped
 from archlang.train.meter import GroupMeter
@@ -35,7 +36,7 @@ from archlang.train.options import TrainOptions, configure_backends, configure_t
 from archlang.train.plan import RunPlan, load_data
 from archlang.train.recipes import Recipe
 from archlang.train.signals import SignalWatch, TrainingInterrupted
-from archlang.train.trainer import compile_available, compile_errors_reported, run_info, run_summary
+from archlang.train.trainer import run_info, run_summary
 
 
 def no_decay_names(single: nn.Module, recipe: Recipe) -> frozenset[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlang import regional
 from archlang.compiler import Compiled
 from archlang.errors import ArchlangError
 from archlang.runs import MetricsRow, Progress, Summary, Totals
@@ -27,6 +25,7 @@ from archlang.runs.checkpoint import checkpoint_name, estimate_checkpoint_bytes,
 from archlang.runs.state import host_tensors
 from archlang.train import ddp, model_tools, plots, sources
 from archlang.train.checkpointing import CheckpointWriter, load_into
+from archlang.train.compiling import compile_errors_reported, compiled_module
 from archlang.train.epochs import epoch_row, run_epochs, save_or_stop, stop_status
 from archlang.train.evaluate import EvalResult, evaluate
 from archlang.train.logs import TrainLog, header_lines, stop_reason
@@ -201,9 +200,10 @@ class Trainer:
         # DDP wraps the model after the checkpoint is loaded: its construction broadcasts rank 0's
         # weights and buffers. Rank 0 evaluates alone on the bare module (no collectives).
         # Compiled inside DDP, not around it: the compiled regions see no collectives.
-        net = ddp.wrap(_compiled(self.model) if self.opts.compile else self.model, self.ctx, self.device)
-        self.runner = net
-        self.evaluator = self.runner if not self.ctx.enabled else (_compiled(self.model) if self.opts.compile else self.model)
+        self.runner = ddp.wrap(compiled_module(self.model) if self.opts.compile else self.model, self.ctx, self.device)
+        # Evaluation on the bare module, eager: under DDP no collectives, under --compile no second
+        # compilation of every chunk for eval mode (one forward pass an epoch is not worth it).
+        self.evaluator = self.model
 
     def evaluate(self) -> EvalResult:
         if not self.ctx.is_main:
@@ -344,34 +344,3 @@ def _stderr_is_tty() -> bool:
     import sys
 
     return sys.stderr.isatty()
-
-
-def compile_errors_reported(fit: Any) -> str:
-    """torch.compile fails at the first call (no C compiler, an unsupported op): one message, not a traceback."""
-    from torch._dynamo.exc import TorchDynamoException
-
-    try:
-        return fit()
-    except TorchDynamoException as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()][:2]  # "backend raised:", the cause
-        first = " ".join(lines or [type(exc).__name__])[:200]
-        raise ArchlangError(f"--compile: torch.compile failed ({first})", hint="train without --compile") from None
-
-
-@contextlib.contextmanager
-def compile_available() -> Iterator[None]:
-    """torch.compile refused when called (no dynamo on this Python, say): one message, not a traceback."""
-    try:
-        yield
-    except (RuntimeError, ImportError) as exc:
-        raise ArchlangError(f"--compile: torch.compile is not available here ({str(exc).splitlines()[0][:120]})",
-                            hint="train without --compile") from None
-
-
-def _compiled(module: nn.Module) -> nn.Module:
-    """The network with its chunks of identical blocks compiled (archlang.regional: seconds to
-    compile a 100-layer net, not minutes); anything but a built Sequential compiled whole."""
-    with compile_available():
-        if isinstance(module, nn.Sequential):
-            return regional.Regional(module)
-        return torch.compile(module)  # type: ignore[return-value]
