@@ -15,9 +15,9 @@ if TYPE_CHECKING:
     from gated_hypotheses import Cell
 
 
-def _training_step(spec: str, copy_sets: list[tuple[str, ...]]) -> Callable[[], None]:
+def _training_step(spec: str, copy_sets: list[tuple[str, ...]], compile_: bool = False) -> Callable[[], None]:
     """One training step of grouped copies, copy i with recipe fields copy_sets[i] (one copy: a single run's own
-    step) on fixed random batches."""
+    step) on fixed random batches; `compile_` as the job's --compile (its first call compiles)."""
     import torch
     import torch.nn.functional as F
 
@@ -43,6 +43,9 @@ def _training_step(spec: str, copy_sets: list[tuple[str, ...]]) -> Callable[[], 
         model = GroupedModel.from_ir(compiled.network, list(range(copies)),
                                      init=lambda m, i: model_tools.apply_init(m, recipes[i])).train()
         optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(r) for r in recipes])
+        if compile_:
+            model.compile_blocks()
+            optimizer.compile_step()
         loss = lambda: grouped_loss(model(x), y).sum()
 
     def step() -> None:
@@ -85,11 +88,13 @@ def project(chosen: list[Cell], steps: int, parallel: int) -> list[str]:
         if not epochs:
             lines.append(f"{cell.job.name}: no Table 1 epochs to scale by ({baseline.name} has not run)")
             continue
-        ratio = (_cpu_seconds(_training_step(cell.hypothesis.spec(cell.kind, cell.d), copy_sets), steps)
+        compiled = "--compile" in cell.job.extra  # the Table 1 baseline ran eagerly
+        ratio = (_cpu_seconds(_training_step(cell.hypothesis.spec(cell.kind, cell.d), copy_sets, compiled), steps)
                  / _cpu_seconds(_training_step(baseline.spec, [()]), steps))
         median, fastest = ratio * statistics.median(epochs) * 100, ratio * min(epochs) * 100
         median_total, fastest_total = median_total + median, fastest_total + fastest
-        lines.append(f"{cell.job.name}: {len(copy_sets)} grouped copies / 1 single step = {ratio:.2f} "
+        lines.append(f"{cell.job.name}: {len(copy_sets)} grouped copies{' (--compile)' if compiled else ''} "
+                     f"/ 1 single step = {ratio:.2f} "
                      f"(CPU time) x Table 1 epoch {statistics.median(epochs):.1f} s median, {min(epochs):.1f} s "
                      f"fastest, x 100 = {median / 3600:.2f} / {fastest / 3600:.2f} CPU h")
     lines.append(f"all {len(jobs)} jobs: {median_total / 3600:.1f} CPU h at the median epoch, "
