@@ -3,11 +3,11 @@ compilation per kind of chunk, so a 100-layer network compiles in seconds, not m
 
 Measured (1 thread, CPU time per training step, one process, trainings sharing the machine;
 `mlp(depth=100, width=50, block=gated(residual))`, NAdam, batch 128): the single net eager
-44.9 ms, chunks of 10 blocks 32.1 ms after 3.5 s (warm cache; about 15 s cold), the whole
-model 30.0 ms after 104 s. Per-step figures of the benchmark, grouped and highway nets included:
-docs/training.md (--compile). Compiled
-kernels round differently: a compiled run equals its eager run to rounding (tests), not bit for
-bit, and dropout draws its masks from inductor's generator.
+44.9 ms, chunks of 10 blocks 32.1 ms after 3.5 s to compile (inductor's cache warm; the G = 8
+grouped net's first step took 13.7 s with it cold), the whole model 30.0 ms after 104 s. The
+benchmark's per-step figures, grouped and highway nets included: docs/training.md (--compile).
+Compiled kernels round differently: a compiled run equals its eager run to rounding (tests), not
+bit for bit, and dropout draws its masks from inductor's generator.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _structure(module: nn.Module) -> tuple[type, str]:
 def _is_block(module: nn.Module) -> bool:
     """A module with children (residual, highway, gated layer): a lone linear or batch norm is
     one kernel that inductor cannot improve, so it runs eagerly."""
-    return any(True for _ in module.children())
+    return next(module.children(), None) is not None
 
 
 def chunks_of(items: Sequence[nn.Module], size: int) -> list[tuple[nn.Module, ...]]:

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import archlang
-from archlang import regional
-from archlang.grouped import CopyHyper, GroupedModel, grouped_loss, grouped_optimizer
+from archlang.grouped import CopyHyper, GroupedModel, compile_group, grouped_loss, grouped_optimizer
 from archlang.train import model_tools
+from archlang.train.compiling import compiled_module
 from archlang.train.loop import tune_allocator
 from archlang.train.recipes import build_recipe
 
@@ -63,8 +63,7 @@ def _single_step(compiled, recipe, x: torch.Tensor, y: torch.Tensor, compile_mod
     model = compiled.build().train()
     model_tools.apply_init(model, recipe)
     optimizer = model_tools.build_optimizer(model, recipe, torch.device("cpu"))
-    # The single net compiled as the grouped one is: chunks of identical blocks (archlang.regional).
-    forward = regional.compiled_runner(list(model)) if compile_model else model
+    forward = compiled_module(model) if compile_model else model  # what `archlang train --compile` runs
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -79,8 +78,7 @@ def _grouped_step(compiled, recipe, copies: int, x: torch.Tensor, y: torch.Tenso
                                  init=lambda m, _i: model_tools.apply_init(m, recipe)).train()
     optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(recipe)] * copies)
     if compile_model:
-        model.compile_blocks()
-        optimizer.compile_step()
+        compile_group(model, optimizer)
 
     def step() -> None:
         optimizer.zero_grad()

@@ -3,12 +3,12 @@ run equals its eager run to rounding, single and grouped, batch-norm running sta
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+from compilers import BACKENDS
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
 
@@ -85,12 +85,6 @@ def _assert_states_close(a: GroupedModel, b: GroupedModel) -> None:
         assert left.keys() == right.keys()
         for name in left:
             torch.testing.assert_close(left[name], right[name], atol=1e-5, rtol=0, msg=name)
-
-
-NO_CXX = pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="inductor needs a C++ compiler")
-
-
-BACKENDS = ["aot_eager", pytest.param("inductor", marks=NO_CXX)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -24,5 +24,12 @@ def grouped_optimizer(model: GroupedModel, hypers: Sequence[CopyHyper]) -> Group
     return GroupedOptimizer(model, hypers)
 
 
-__all__ = ["SUPPORTED_KINDS", "CopyHyper", "GroupedModel", "GroupedOptimizer", "check_supported", "grouped_loss",
-           "grouped_optimizer", "merge_states", "split_state"]
+def compile_group(model: GroupedModel, optimizer: GroupedOptimizer) -> None:
+    """--compile for a group: the model's chunks of identical blocks and NAdam's update, each compiled
+    once (archlang.regional); evaluation stays eager."""
+    model.compile_blocks()
+    optimizer.compile_step()
+
+
+__all__ = ["SUPPORTED_KINDS", "CopyHyper", "GroupedModel", "GroupedOptimizer", "check_supported", "compile_group",
+           "grouped_loss", "grouped_optimizer", "merge_states", "split_state"]

@@ -21,7 +21,7 @@ from torch import nn
 
 from archlang.compiler import Compiled
 from archlang.errors import ArchlangError, shorten
-from archlang.grouped import CopyHyper, GroupedModel, grouped_loss, grouped_optimizer, split_state
+from archlang.grouped import CopyHyper, GroupedModel, compile_group, grouped_loss, grouped_optimizer, split_state
 from archlang.grouped.layers import GGate
 from archlang.runs import MetricsRow, Progress, RunFolder, Totals
 from archlang.runs import rng as run_rng
@@ -88,7 +88,7 @@ class GroupedTrainer:
         self.call_start = self.last_save = time.monotonic()
         with self.signals:
             try:
-                status = self.fit()
+                status = compile_errors_reported(self.fit) if self.opts.compile else self.fit()
             except ArchlangError:
                 self.finish("failed")
                 raise
@@ -99,7 +99,7 @@ class GroupedTrainer:
         return [plan.folder for plan in self.plans]
 
     def fit(self) -> str:
-        return compile_errors_reported(lambda: run_epochs(self)) if self.opts.compile else run_epochs(self)
+        return run_epochs(self)
 
     def run_epoch(self, epoch: int) -> str | None:
         start, self.start_step = self.start_step, 0
@@ -152,8 +152,7 @@ class GroupedTrainer:
                                                         for rc in recipes])
         if opts.compile:
             with compile_available():
-                self.model.compile_blocks()
-                self.optimizer.compile_step()
+                compile_group(self.model, self.optimizer)
         torch.manual_seed(seeds[0])  # the group's one dropout stream
         self.leader.check_writable(3 * estimate_checkpoint_bytes(self.model, 2) + (64 << 20))
         mean, std = sources.statistics(r, self.data)
