@@ -176,10 +176,9 @@ def _extra(smoke: bool) -> list[str]:
 
 
 def _how(d: int, smoke: bool) -> list[str]:
-    """How a job executes, not what it trains (no part of the run's hash): the d = 100 jobs that share
-    no process train with --compile (benchmarks/bench_seeds.py --copies 3 --compile: 24% less CPU a
-    step, equal to rounding); the shared he-init+k-glorot d = 100 group had started eagerly and the
-    d = 50 jobs had finished before --compile existed. Smoke runs stay eager (no C++ build in CI)."""
+    """How a job executes, not what it trains (no part of the run's hash): the d = 100 jobs train with
+    --compile (benchmarks/bench_seeds.py --copies 3 --compile: 24% less CPU a step, equal to rounding);
+    the d = 50 jobs had finished before --compile existed. Smoke runs stay eager (no C++ build in CI)."""
     return ["--compile"] if d == 100 and not smoke else []
 
 
@@ -189,10 +188,11 @@ def _own_job(h: Hypothesis, kind: str, d: int, seeds: tuple[int, ...], smoke: bo
                extra=h.flags() + _extra(smoke) + _how(d, smoke), seeds=tuple(seeds))
 
 
-def _shared_job(stem: str, smoke: bool) -> Job:
+def _shared_job(stem: str, d: int, smoke: bool) -> Job:
     """The grouped-sweep job of a shared process: sweep file SPECS/STEM.arch, sweep folder PREFIX/STEM."""
     spec = (SPECS / f"{stem}.arch").relative_to(ROOT)
-    return Job(f"{_prefix(smoke)}/{stem}", str(spec), "gated-mnist", extra=_extra(smoke), grouped_sweep=True)
+    return Job(f"{_prefix(smoke)}/{stem}", str(spec), "gated-mnist", extra=_extra(smoke) + _how(d, smoke),
+               grouped_sweep=True)
 
 
 def _shared_cells(hypotheses: tuple[Hypothesis, ...], kind: str, d: int, seeds: tuple[int, ...],
@@ -202,7 +202,7 @@ def _shared_cells(hypotheses: tuple[Hypothesis, ...], kind: str, d: int, seeds: 
                                                                       "-seeds" + "-".join(map(str, seeds)))
     spec = SpecFile(SPECS / f"{stem}.arch", shared_spec(hypotheses, kind, d, seeds), "this script")
     spec.check()
-    job = _shared_job(stem, smoke)
+    job = _shared_job(stem, d, smoke)
     fields = _fields(hypotheses)
     return [Cell(h, kind, d, job, tuple(folder_name((*zip(fields, _values(h, fields)), ("seed", str(s))))
                                         for s in seeds), smoke, spec) for h in hypotheses]
@@ -220,7 +220,7 @@ def _shared_members(h: Hypothesis, kind: str, d: int, smoke: bool) -> list[_Memb
         mine = dict(zip(fields, _values(h, fields)))
         points = [folder / p.name for p in manifest.points if {f: p.values[f] for f in fields} == mine]
         if points:
-            found.append(_Members([RunFolder(p) for p in points], (), points, _shared_job(folder.name, smoke)))
+            found.append(_Members([RunFolder(p) for p in points], (), points, _shared_job(folder.name, d, smoke)))
     return found
 
 

@@ -97,7 +97,7 @@ def _shared(repro, d: int, seeds: tuple[int, ...]) -> dict[str, list[Path]]:
     the points' names and values are _shared_cells' (pinned equal to the sweep's above), not compiled here."""
     hypotheses = (repro.BY_NAME["he-init"], repro.BY_NAME["k-glorot"])
     stem = f"he-init+k-glorot-gated-d{d}" + ("" if seeds == repro.SEEDS else "-seeds" + "-".join(map(str, seeds)))
-    job, fields = repro._shared_job(stem, smoke=False), repro._fields(hypotheses)
+    job, fields = repro._shared_job(stem, d, smoke=False), repro._fields(hypotheses)
     values = {h.name: [(*zip(fields, repro._values(h, fields)), ("seed", str(s))) for s in seeds] for h in hypotheses}
     points = [{"index": i, "name": repro.folder_name(v), "values": dict(v), "spec": "", "params": 0}
               for i, v in enumerate(v for vs in values.values() for v in vs)]
