@@ -289,3 +289,17 @@ def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
 def latest_good_grouped(folder: Path, warn: Callable[[str], None]) -> GroupedCheckpoint | None:
     """The newest grouped checkpoint that verifies; a damaged newer one is reported and skipped."""
     return _newest_good(list_grouped(folder), read_grouped, warn, "grouped checkpoint", folder)
+
+
+def newest_good_file(folder: Path) -> Path | None:
+    """The one file a resume needs from a checkpoint folder, single or grouped: its newest that verifies
+    (damaged newer ones skipped silently; None when there is none, or only damaged ones)."""
+    grouped = list_grouped(folder)
+    paths, read = (grouped, read_grouped) if grouped else (list_checkpoints(folder), read_checkpoint)
+    for path in reversed(paths):
+        try:
+            read(path)
+        except ArchlangError:
+            continue
+        return path
+    return None
