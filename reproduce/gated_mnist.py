@@ -2,6 +2,7 @@
 
     python reproduce/gated_mnist.py            # runs (or resumes) all 15 cells x 5 seeds, two jobs side by side
     python reproduce/gated_mnist.py --collect-only
+    python reproduce/gated_mnist.py --project  # ~10 min: 3 epochs of each cell, its wall time from them
 
 Recipe gated-mnist: NAdam lr 0.002, batch 128, 100 epochs, pixels/255 (paper sec. 3.1). Each cell
 reports mean, sample std and a 95% t interval over its finished seeds, of the final and of the
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import stats
+import jobs as jobs_module
 from jobs import ROOT, Job, collected, merge_results, parser, run_unless_collecting
 
 from archlang.fileio import atomic_write_text
@@ -34,6 +36,9 @@ CLAIM = {"below 0": "gated < residual", "above 0": "gated > residual", "inconclu
 
 KINDS = ("gated", "residual", "plain")
 SEEDS = (1, 2, 3, 4)  # beside each cell's seed-0 run (the recipe's seed): five seeds per cell
+EPOCHS = 100  # the recipe's
+# --project: reproduce/runs/TIMING/ holds its short runs (never results, .gitignore); the first epoch compiles
+TIMING, TIMING_EPOCHS = "timing-table1", 3
 
 
 def jobs(depths: tuple[int, ...] = DEPTHS, kinds: tuple[str, ...] = KINDS, seeds: tuple[int, ...] = SEEDS) -> list[Job]:
@@ -255,6 +260,35 @@ def _cell_of(job: Job) -> tuple[str, int]:
     return kind, int(d)
 
 
+def _timing_jobs(depths: tuple[int, ...], kinds: tuple[str, ...]) -> list[Job]:
+    """Each cell's 5 seeds as one grouped --compile process of TIMING_EPOCHS epochs: how Table 1 would train now."""
+    return [Job(f"{TIMING}/{job.name.split('/')[1]}", job.spec, "gated-mnist",
+                extra=["--compile", "--epochs", str(TIMING_EPOCHS)], seeds=(0, *SEEDS)) for job in jobs(depths, kinds, ())]
+
+
+def measured_projection(depths: tuple[int, ...], kinds: tuple[str, ...], args) -> list[str]:
+    """Train the timing jobs afresh (args.parallel side by side, as the real schedule runs), then per cell:
+    its first epoch (compilation included) + 99 x the median of the later ones, in the script's schedule."""
+    import shutil
+
+    shutil.rmtree(jobs_module.RUNS / TIMING, ignore_errors=True)  # another machine's or build's epochs say nothing here
+    timing = _timing_jobs(depths, kinds)
+    jobs_module.run_all(timing, args.data_dir, args.parallel, args.threads)
+    lines, durations = [], []
+    for job in timing:
+        measured = _epoch_seconds(job)
+        if measured is None or len(measured[0]) < TIMING_EPOCHS:
+            raise SystemExit(f"{job.name} did not train {TIMING_EPOCHS} epochs: see {jobs_module.RUNS / job.name}-seeds.log")
+        first, later = measured[0][0], statistics.median(measured[0][1:])
+        durations.append(first + later * (EPOCHS - 1))
+        lines.append(f"{job.name}: 5 seeds, one --compile process: first epoch {first:.1f} s, then {later:.1f} s; "
+                     f"{EPOCHS} epochs {durations[-1] / 3600:.2f} h")
+    lines.append(f"all {len(timing)} cells x 5 seeds, one process per cell, {args.parallel} side by side "
+                 f"({args.threads} thread each): {_makespan(durations, args.parallel) / 3600:.2f} h wall "
+                 f"({sum(durations) / 3600:.2f} h of runs; goal: 2 h)")
+    return lines
+
+
 def projection_line(p: dict, parallel: int) -> str:
     measured = p["jobs"] - p["estimated_jobs"] - p["missing_jobs"]
     how = f"{measured} of {p['jobs']} jobs measured"
@@ -275,7 +309,13 @@ def main() -> None:
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="cells to run")
     p.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS),
                    help="seeds beside seed 0, trained together in one process per cell (none: seed 0 only)")
+    p.add_argument("--project", action="store_true",
+                   help=f"train every cell {TIMING_EPOCHS} epochs, its 5 seeds in one --compile process, in "
+                        f"reproduce/runs/{TIMING}/ and print the wall time of 100 epochs from them")
     args = p.parse_args()
+    if args.project:
+        print("\n".join(measured_projection(tuple(args.depths), tuple(args.kinds), args)))
+        return
     wall = run_unless_collecting(jobs(tuple(args.depths), tuple(args.kinds), tuple(args.seeds)), args)
     if wall is not None:
         print(f"wall time this invocation: {wall / 60:.1f} min ({args.parallel} runs side by side, "

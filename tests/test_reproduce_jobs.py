@@ -134,3 +134,38 @@ def test_the_reproduce_scripts_get_pyplot_from_its_one_home() -> None:
     # Review s6 finding 14: archlang/plotting.py sets up the Agg backend; the scripts had their own copies.
     by_hand = [p.name for p in sorted(REPRODUCE.glob("*.py")) if "matplotlib.use(" in p.read_text()]
     assert by_hand == []
+
+
+def test_the_table1_projection_is_each_cells_measured_epochs_in_the_scripts_schedule(jobs, monkeypatch,
+                                                                                       tmp_path: Path) -> None:
+    import gated_mnist
+
+    from archlang.runs import MetricsRow
+
+    # the two-epoch runs as the trainer would leave them: d100 compiles for 60 s, then 20 s an epoch
+    epochs = {"gated-d100": [60.0, 21.0, 20.0], "residual-d100": [50.0, 10.0, 11.0]}
+    stale = jobs.RUNS / gated_mnist.TIMING / "left-by-another-machine"
+    stale.mkdir(parents=True)
+
+    def fake_run_all(timing, data_dir, parallel, threads):
+        assert not stale.exists() and parallel == 2 and threads == 1
+        assert all(j.seeds == (0, 1, 2, 3, 4) and "--compile" in j.extra for j in timing)
+        for job in timing:
+            run = RunFolder.create(job.folder)
+            run.write_identity(RunIdentity("mlp()", "mlp()", "", {"seed": 0, "epochs": 3}, "0" * 64, None), {})
+            run.rewrite_metrics([MetricsRow(epoch=i + 1, train_loss=0.1, train_error=1.0, lr=0.002, seconds=s)
+                                 for i, s in enumerate(epochs[job.name.split("/")[1]])])
+            run.unlock()
+        return 0.0
+
+    monkeypatch.setattr(jobs, "run_all", fake_run_all)
+    args = gated_mnist.parser("t").parse_args([])
+    lines = gated_mnist.measured_projection((100,), ("gated", "residual"), args)
+    # 60 + 99 x 20.5 = 2089.5 s; 50 + 99 x 10.5 = 1089.5 s; one each side by side: wall 2089.5 s
+    assert lines[0].endswith("first epoch 60.0 s, then 20.5 s; 100 epochs 0.58 h")
+    assert lines[1].endswith("first epoch 50.0 s, then 10.5 s; 100 epochs 0.30 h")
+    assert lines[-1] == ("all 2 cells x 5 seeds, one process per cell, 2 side by side (1 thread each): 0.58 h wall "
+                         "(0.88 h of runs; goal: 2 h)")
+    epochs["residual-d100"] = [50.0]  # a run that died in its second epoch is named, not averaged
+    with pytest.raises(SystemExit, match="residual-d100 did not train 3 epochs"):
+        gated_mnist.measured_projection((100,), ("gated", "residual"), args)
