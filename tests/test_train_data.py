@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from archlang.errors import ArchlangError
 from archlang.train.data import BatchLoader, Split, load_dataset, load_imagefolder
+from archlang.train.data.batching import _one_gather, grouped_batches
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -161,3 +162,32 @@ def test_analyses_of_a_spec_with_weights_take_dataset(command: str, spec: str, t
         assert all("mean_T" in row for row in result["rows"] if row["kind"] == "highway")
     assert main(base + ["--dataset", "cifar10"]) == 2  # no CIFAR-10 in that folder
     assert "cifar10 dataset not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kw, one_gather", [({}, True), ({"normalize": "meanstd"}, True),
+                                            ({"crop_pad": 2}, False), ({"flip": True}, False)])
+def test_grouped_batches_are_each_copys_own_loaders_batches(kw: dict, one_gather: bool) -> None:
+    # 11 images in batches of 4: a short last batch; seeds 3, 4, 5 give three different orders
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randint(0, 256, (11, 3, 5, 5), dtype=torch.uint8, generator=g), torch.arange(11))
+    stats = {"mean": torch.tensor([100.0, 120.0, 90.0]), "std": torch.tensor([50.0, 60.0, 70.0])}
+    loaders = [_loader(split, seed=s, **stats, **kw) for s in (3, 4, 5)]
+    assert _one_gather(loaders) is one_gather
+    for start in (0, 2):
+        got = list(grouped_batches(loaders, epoch=7, start_step=start))
+        want = list(zip(*(ld.batches(7, start) for ld in loaders)))
+        assert len(got) == len(want) == 3 - start
+        for (x, y), singles in zip(got, want):
+            assert torch.equal(x, torch.stack([b[0] for b in singles]))  # bit for bit
+            assert torch.equal(y, torch.stack([b[1] for b in singles]))
+    assert not torch.equal(got[0][1][0], got[0][1][1])  # the copies' orders do differ
+
+
+def test_copies_over_different_images_or_normalisations_are_gathered_one_by_one() -> None:
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randint(0, 256, (8, 1, 4, 4), dtype=torch.uint8, generator=g), torch.arange(8))
+    other = Split(split.images.clone(), split.labels.clone())
+    one = {"mean": torch.tensor([9.0]), "std": torch.ones(1)}
+    assert _one_gather([_loader(split, **one), _loader(split, seed=4, **one)])
+    assert not _one_gather([_loader(split, **one), _loader(other, seed=4, **one)])
+    assert not _one_gather([_loader(split, **one), _loader(split, seed=4, normalize="mean", **one)])

@@ -29,6 +29,7 @@ from archlang.runs.checkpoint import estimate_checkpoint_bytes, latest_good_grou
 from archlang.runs.state import to_host
 from archlang.train import ddp, model_tools, plots, sources
 from archlang.train.compiling import compile_available, compile_errors_reported
+from archlang.train.data.batching import grouped_batches
 from archlang.train.epochs import epoch_row, run_epochs, save_or_stop, stop_status
 from archlang.train.evaluate import evaluate_grouped
 from archlang.train.meter import GroupMeter
@@ -107,9 +108,7 @@ class GroupedTrainer:
         self.model.train()
         self.t0 = time.monotonic() - self.meter_seconds
         steps = len(self.copies[0].loader)
-        streams = [c.loader.batches(epoch, start) for c in self.copies]
-        for step, batches in enumerate(zip(*streams), start):
-            x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+        for step, (x, y) in enumerate(grouped_batches([c.loader for c in self.copies], epoch, start), start):
             logits = self.model(x)
             losses = grouped_loss(logits, y)
             self.meter.add(losses, logits, y)

@@ -189,3 +189,34 @@ class BatchLoader(Batching):
             else:
                 x = self.normalized(self.data.images[idx])
             yield self.formatted(x), self.data.labels[idx]
+
+
+def _one_gather(loaders: list[Batching]) -> bool:
+    """Whether G copies' batches differ only by their seeds' orders over one tensor of images, with no crops,
+    flips or per-image normalisation: then one gather and one multiply-add give every copy's batch."""
+    first = loaders[0]
+    if not all(type(l) is BatchLoader for l in loaders):
+        return False
+    plain = [not (l.crop_pad or l.flip or l.whole_image) and l.whiten is None and l.world_size == 1 for l in loaders]
+    shared = [l.data.images.data_ptr() == first.data.images.data_ptr() and l.data.images.shape == first.data.images.shape
+              and l.data.labels.data_ptr() == first.data.labels.data_ptr() and l.batch_size == first.batch_size
+              and l.dtype == first.dtype and torch.equal(l.a, first.a) and torch.equal(l.b, first.b) for l in loaders]
+    return all(plain) and all(shared)
+
+
+def grouped_batches(loaders: list[Batching], epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor,
+                                                                                                torch.Tensor]]:
+    """Each step's batches of G copies as [G, B, ...] inputs and [G, B] labels, copy i's exactly loader i's.
+
+    The MNIST recipes' copies take one gather and one normalisation for all G instead of G of each and two
+    stacks: at G = 5 on one thread, ~1.2 ms of a 6 ms step of a d = 2 net (cProfile, session 9).
+    """
+    if not _one_gather(loaders):
+        for batches in zip(*(l.batches(epoch, start_step) for l in loaders)):
+            yield torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+        return
+    first: BatchLoader = loaders[0]  # type: ignore[assignment]
+    orders = torch.stack([l.plan(epoch).order for l in loaders]).to(first.device)
+    for step in range(start_step, len(first)):
+        idx = orders[:, first.shard(step)]
+        yield first.normalized(first.data.images[idx]).contiguous(), first.data.labels[idx]
