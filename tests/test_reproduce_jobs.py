@@ -159,6 +159,7 @@ def test_the_table1_projection_is_each_cells_measured_epochs_in_the_scripts_sche
         return 0.0
 
     monkeypatch.setattr(jobs, "run_all", fake_run_all)
+    monkeypatch.setattr(gated_mnist, "TIMING_FILE", tmp_path / "timing.json")
     args = gated_mnist.parser("t").parse_args([])
     lines = gated_mnist.measured_projection((100,), ("gated", "residual"), args)
     # 60 + 99 x 20.5 = 2089.5 s; 50 + 99 x 10.5 = 1089.5 s; one each side by side: wall 2089.5 s
@@ -166,6 +167,9 @@ def test_the_table1_projection_is_each_cells_measured_epochs_in_the_scripts_sche
     assert lines[1].endswith("first epoch 50.0 s, then 10.5 s; 100 epochs 0.30 h")
     assert lines[-1] == ("all 2 cells x 5 seeds, one process per cell, 2 side by side (1 thread each): 0.58 h wall "
                          "(0.88 h of runs; goal: 2 h)")
+    (recorded,) = json.loads((tmp_path / "timing.json").read_text())["table1_projected_wall_s"]
+    assert recorded == {"wall": 2089.5, "runs": 3179.0, "parallel": 2, "threads": 1,
+                        "cells": {"gated-d100": 2089.5, "residual-d100": 1089.5}}
     epochs["residual-d100"] = [50.0]  # a run that died in its second epoch is named, not averaged
     with pytest.raises(SystemExit, match="residual-d100 did not train 3 epochs"):
         gated_mnist.measured_projection((100,), ("gated", "residual"), args)
