@@ -11,7 +11,9 @@ best-epoch test error (and mean k); each depth the gated - residual difference p
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,11 +269,9 @@ def _timing_jobs(depths: tuple[int, ...], kinds: tuple[str, ...]) -> list[Job]:
                 extra=["--compile", "--epochs", str(TIMING_EPOCHS)], seeds=(0, *SEEDS)) for job in jobs(depths, kinds, ())]
 
 
-def measured_projection(depths: tuple[int, ...], kinds: tuple[str, ...], args) -> list[str]:
+def measured_projection(depths: tuple[int, ...], kinds: tuple[str, ...], args: argparse.Namespace) -> list[str]:
     """Train the timing jobs afresh (args.parallel side by side, as the real schedule runs), then per cell:
     its first epoch (compilation included) + 99 x the median of the later ones, in the script's schedule."""
-    import shutil
-
     shutil.rmtree(jobs_module.RUNS / TIMING, ignore_errors=True)  # another machine's or build's epochs say nothing here
     timing = _timing_jobs(depths, kinds)
     jobs_module.run_all(timing, args.data_dir, args.parallel, args.threads)

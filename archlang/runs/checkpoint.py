@@ -293,13 +293,12 @@ def latest_good_grouped(folder: Path, warn: Callable[[str], None]) -> GroupedChe
 
 def newest_good_file(folder: Path) -> Path | None:
     """The one file a resume needs from a checkpoint folder, single or grouped: its newest that verifies
-    (damaged newer ones skipped silently; None when there is none, or only damaged ones)."""
+    (damaged newer ones skipped silently; None when there is none, or only damaged ones). Unlike the
+    latest_good_* readers it changes nothing in the folder."""
     grouped = list_grouped(folder)
     paths, read = (grouped, read_grouped) if grouped else (list_checkpoints(folder), read_checkpoint)
-    for path in reversed(paths):
-        try:
-            read(path)
-        except ArchlangError:
-            continue
-        return path
-    return None
+    try:
+        found = _newest_good(paths, read, lambda message: None, "checkpoint", folder)
+    except ArchlangError:  # every one damaged
+        return None
+    return found.path if found is not None else None
