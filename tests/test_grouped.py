@@ -13,7 +13,6 @@ import torch.nn.functional as F
 import archlang
 from archlang.errors import ArchlangError
 from archlang.grouped import (
-    CopyHyper,
     GroupedModel,
     grouped_loss,
     grouped_optimizer,
@@ -24,6 +23,7 @@ from archlang.runs import Progress, Totals
 from archlang.runs import rng as run_rng
 from archlang.runs.checkpoint import read_grouped, write_grouped
 from archlang.train import model_tools
+from archlang.train.grouped_trainer import copy_hyper
 from archlang.train.recipes import build_recipe
 
 COPIES = 3
@@ -47,12 +47,6 @@ def _recipes(name: str) -> list:
     return [base.model_copy(update={"seed": s, "lr": base.lr * f}) for s, f in zip(SEEDS, LRS)]
 
 
-def _no_decay(model: torch.nn.Module, recipe) -> frozenset[str]:
-    """The parameter names the trainer's decay groups exempt from weight decay."""
-    exempt = {id(p) for g in model_tools.decay_groups(model, recipe) if g["weight_decay"] == 0 for p in g["params"]}
-    return frozenset(n for n, p in model.named_parameters() if id(p) in exempt)
-
-
 def _batches(compiled, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(steps, G, B, ...) inputs and (steps, G, B) targets: each copy its own data."""
     g = torch.Generator().manual_seed(123)
@@ -71,8 +65,7 @@ def _single(compiled, recipe) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
 def _grouped(compiled, recipes):
     model = GroupedModel.from_ir(compiled.network, SEEDS, init=lambda m, i: model_tools.apply_init(m, recipes[i]))
     probe = compiled.build()
-    hypers = [CopyHyper.from_recipe(r, _no_decay(probe, r)) for r in recipes]
-    return model, grouped_optimizer(model, hypers)
+    return model, grouped_optimizer(model, [copy_hyper(probe, r) for r in recipes])
 
 
 def _grouped_step(model, optimizer, x, y) -> torch.Tensor:
@@ -198,6 +191,38 @@ def test_per_copy_momentum_and_nesterov_match_torch_sgd():
             F.cross_entropy(model(xs[step, i]), ys[step, i]).backward()
             opt.step()
     _assert_state_equal(grouped, [m for m, _ in runs], atol=1e-5)
+
+
+@pytest.mark.parametrize("per_copy_lr", [False, True], ids=["shared-lr-fused", "per-copy-lr-chunked"])
+def test_caffe_multipliers_and_momentum_resets_match_single_runs(per_copy_lr):
+    """Caffe's bias lr x2 and classifier decay x10 (highway-mnist-conv), a classifier lr x0.5 added,
+    an lr schedule, and momentum resets of one copy then of all: each copy steps as its single run
+    (torch SGD's groups under LambdaLR, model_tools.reset_momentum), on torch's fused kernel when the
+    copies share their lr and on the per-element path when they do not."""
+    compiled = archlang.compile_spec("highway_cnn(variant=mnist, width=4)")
+    base = build_recipe("highway-mnist-conv", overrides={"classifier_lr_mult": 0.5}).recipe
+    assert base.bias_lr_mult == 2.0 and base.classifier_decay_mult == 10.0 and base.momentum == 0.9
+    factors = LRS if per_copy_lr else [1.0] * COPIES
+    recipes = [base.model_copy(update={"seed": s, "lr": base.lr * f}) for s, f in zip(SEEDS, factors)]
+    grouped, optimizer = _grouped(compiled, recipes)
+    runs = [_single(compiled, r) for r in recipes]
+    base_lrs = [[group["lr"] for group in opt.param_groups] for _, opt in runs]
+    xs, ys = _batches(compiled, 5)
+    schedule, resets = [1.0, 1.0, 0.1, 0.1, 0.01], [[], [], [1], [], [0, 1, 2]]
+    for step in range(5):
+        optimizer.set_lr_factor(schedule[step])
+        optimizer.reset_momentum(resets[step])
+        _grouped_step(grouped, optimizer, xs[step], ys[step])
+        for i, (model, opt) in enumerate(runs):
+            for group, lr in zip(opt.param_groups, base_lrs[i]):
+                group["lr"] = lr * schedule[step]  # LambdaLR's rule
+            if i in resets[step]:
+                model_tools.reset_momentum(opt)
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(xs[step, i]), ys[step, i]).backward()
+            opt.step()
+        _assert_state_equal(grouped, [m for m, _ in runs], atol=1e-5)
+    assert ("lr_mult" in optimizer._vectors) == per_copy_lr  # the path the test is named for
 
 
 def _train(model, optimizer, xs, ys, steps: range) -> None:

@@ -23,7 +23,7 @@ from archlang.runs import RunFolder, load_run
 from archlang.runs.sweep import manifest_of, write_manifest
 from archlang.train import TrainOptions, train
 from archlang.train.grouped_run import train_sweep_group
-from archlang.train.grouping import check_shared
+from archlang.train.grouping import check_groupable, check_shared
 from archlang.train.recipes import build_recipe
 
 # Three points of one architecture that differ in lr, momentum, weight decay, decay factor, seed and the
@@ -125,6 +125,13 @@ def test_differences_a_group_cannot_hold_are_refused_by_name() -> None:
         check_shared(recipes, ["p0", "p1"])
     assert err.value.message == ("the grouped copies' recipes differ in batch_size (p0 and p1: 100 vs 50); "
                                  "grouped copies share it")
+    # a reset of some copies zeroes their momentum slices, which equals a fresh buffer only undamped
+    resets = [build_recipe("wrn-cifar", overrides={"milestones": m, "dampening": d, "nesterov": False}).recipe
+              for m, d in (([60, 120, 160], 0.0), ([30, 60, 90], 0.1))]
+    check_groupable([resets[0], resets[0].model_copy(update={"dampening": 0.1})], ["p0", "p1"])  # reset together
+    with pytest.raises(ArchlangError) as err:
+        check_groupable(resets, ["p0", "p1"])
+    assert err.value.message == "grouped copies that reset momentum at different epochs need dampening=0 (p1)"
 
 
 def test_the_cli_trains_groups_skips_them_when_finished_and_refuses_seeds(tiny_mnist: Path, tmp_path: Path,

@@ -16,7 +16,7 @@ so each op finds its operands in cache instead of making ~8 passes over 10 MB te
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,6 +30,7 @@ from archlang import regional
 CHUNK = 1 << 16
 
 Hyper = float | torch.Tensor  # a scalar shared by all copies, or a per-element vector
+Setting = tuple[float, float]  # one parameter's (lr multiplier, weight decay), Caffe's lr_mult and decay
 
 
 def _part(value: Hyper, piece: slice) -> Hyper:
@@ -50,13 +51,21 @@ class CopyHyper:
     momentum_decay: float = 0.004  # NAdam's; Keras' schedule_decay, as archlang's trainer uses
     weight_decay: float = 0.0
     no_decay: frozenset[str] = field(default_factory=frozenset)  # single-model parameter names without decay
+    # Parameter name -> its own (lr multiplier, weight decay), overriding the two fields above.
+    settings: Mapping[str, Setting] = field(default_factory=dict, hash=False)
 
     @classmethod
-    def from_recipe(cls, recipe: Any, no_decay: Collection[str] = ()) -> CopyHyper:
+    def from_recipe(cls, recipe: Any, no_decay: Collection[str] = (),
+                    settings: Mapping[str, Setting] | None = None) -> CopyHyper:
         """Read the fields of an archlang recipe (any object with these attributes)."""
         return cls(optimizer=recipe.optimizer, lr=recipe.lr, momentum=recipe.momentum, dampening=recipe.dampening,
                    nesterov=recipe.nesterov, betas=tuple(recipe.betas), eps=recipe.eps,
-                   weight_decay=recipe.weight_decay, no_decay=frozenset(no_decay))
+                   weight_decay=recipe.weight_decay, no_decay=frozenset(no_decay), settings=dict(settings or {}))
+
+    def setting(self, name: str) -> Setting:
+        """Parameter `name`'s (lr multiplier, weight decay) for this copy."""
+        default = (1.0, 0.0 if name in self.no_decay else self.weight_decay)
+        return self.settings.get(name, default)
 
 
 NADAM_FACTORS = ("one_minus_b1", "beta2", "one_minus_b2", "correction2", "eps", "grad_step", "avg_step")
@@ -101,9 +110,13 @@ class GroupedOptimizer:
         self.lr_factor = torch.ones(self.copies, dtype=torch.float64)
         self.step_count = 0
         self.state: dict[str, torch.Tensor] = {}
-        decay = [[0.0 if n in h.no_decay else h.weight_decay for n, _ in self.named] for h in self.hypers]
-        self._weight_decay = self._expand(decay)
-        self._decay_runs = self._runs(decay)
+        settings = [[h.setting(n) for n, _ in self.named] for h in self.hypers]
+        self._weight_decay = self._expand([[wd for _, wd in row] for row in settings])
+        mults = [[mult for mult, _ in row] for row in settings]
+        self._mults = mults if any(m != 1.0 for row in mults for m in row) else None
+        if self._mults is not None and self.kind != "sgd":
+            raise ValueError("lr multipliers apply to grouped sgd only")
+        self._decay_runs = self._runs(settings)
         self._copy_index: torch.Tensor | None = None  # element -> its copy, built when first needed
         self._vectors: dict[str, tuple[tuple[float, ...], Hyper]] = {}
         self._fused_nadam: Any = None  # compile_step's function, else the chunked eager update
@@ -135,10 +148,10 @@ class GroupedOptimizer:
         table = torch.tensor(values, dtype=torch.float64).to(self.flat.device, self.flat.dtype)
         return torch.cat([table[:, j, None].expand(-1, n).reshape(-1) for j, n in enumerate(self.sizes)])
 
-    def _runs(self, values: Sequence[Sequence[float]]) -> list[tuple[slice, float]] | None:
+    def _runs(self, values: Sequence[Sequence[Setting]]) -> list[tuple[slice, Setting]] | None:
         """Maximal slices of `flat` with one value of values[g][j] (per copy g, parameter j) for all
         copies; None when the copies differ for some parameter."""
-        runs: list[tuple[slice, float]] = []
+        runs: list[tuple[slice, Setting]] = []
         start = 0
         for j, n in enumerate(self.sizes):
             distinct = {row[j] for row in values}
@@ -222,13 +235,34 @@ class GroupedOptimizer:
         else:
             self._nadam()
 
+    def _scaled_lr(self, copy: int, mult: float) -> float:
+        """Copy `copy`'s lr for a parameter with lr multiplier `mult`, rounded as torch's: a group's
+        base lr is recipe.lr * mult, and LambdaLR scales the base."""
+        return self.hypers[copy].lr * mult * float(self.lr_factor[copy])
+
+    def _shared_lrs(self) -> bool:
+        """Whether every copy has the same lr for every parameter (the fused kernel takes one)."""
+        mults = {m for m, _ in (s for _, s in self._decay_runs or [])} or {1.0}
+        return all(len({self._scaled_lr(g, m) for g in range(self.copies)}) == 1 for m in mults)
+
+    def _sgd_lr(self) -> Hyper:
+        """Each element's lr: per copy, and per parameter where multipliers exist (rebuilt once an epoch)."""
+        if self._mults is None:
+            return self._constant("lr", self.lr)
+        key = tuple(self.lr)
+        cached = self._vectors.get("lr_mult")
+        if cached is None or cached[0] != key:
+            table = [[self._scaled_lr(g, m) for m in row] for g, row in enumerate(self._mults)]
+            cached = self._vectors["lr_mult"] = (key, self._expand(table))
+        return cached[1]
+
     def _sgd(self) -> None:
         shared = {(h.momentum, h.dampening, h.nesterov) for h in self.hypers}
-        if len(shared) == 1 and len(set(self.lr)) == 1 and self._decay_runs is not None:
+        if len(shared) == 1 and self._decay_runs is not None and self._shared_lrs():
             self._fused_sgd(*shared.pop())
             return
         momentum = any(h.momentum != 0 for h in self.hypers)
-        hyper = {"lr": self._constant("lr", self.lr)}
+        hyper = {"lr": self._sgd_lr()}
         if momentum:
             first = "momentum_buffer" not in self.state
             if first:
@@ -256,11 +290,27 @@ class GroupedOptimizer:
         first = momentum != 0 and "momentum_buffer" not in self.state
         if first:
             self.state["momentum_buffer"] = torch.empty_like(self.flat)
-        for piece, wd in self._decay_runs or []:
+        for piece, (mult, wd) in self._decay_runs or []:
             buffers = [self.state["momentum_buffer"][piece]] if momentum != 0 else []
             torch._fused_sgd_([self.flat[piece]], [self.flat_grad[piece]], buffers, weight_decay=wd,
-                              momentum=momentum, lr=self.lr[0], dampening=dampening, nesterov=nesterov,
-                              maximize=False, is_first_step=first)
+                              momentum=momentum, lr=self._scaled_lr(0, mult), dampening=dampening,
+                              nesterov=nesterov, maximize=False, is_first_step=first)
+
+    def reset_momentum(self, copies: Sequence[int]) -> None:
+        """Forget these copies' SGD momentum, as their single runs' reset does (model_tools.reset_momentum).
+        All copies: the buffer goes, so the next step starts it from the gradient. Some: their slices
+        become 0, and the next step's buffer is momentum * 0 + grad, the same with no dampening
+        (archlang.train.grouping refuses dampening there)."""
+        buf = self.state.get("momentum_buffer")
+        if buf is None or not copies:
+            return
+        if len(set(copies)) == self.copies:
+            del self.state["momentum_buffer"]
+            return
+        offset, index = 0, list(copies)
+        for n in self.sizes:
+            buf[offset: offset + n * self.copies].view(self.copies, n)[index] = 0.0
+            offset += n * self.copies
 
     def _momentum(self, piece: slice, grad: torch.Tensor, first: bool, hyper: dict[str, Hyper]) -> torch.Tensor:
         buf = self.state["momentum_buffer"][piece]

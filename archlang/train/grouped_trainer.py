@@ -40,10 +40,10 @@ from archlang.train.signals import SignalWatch, TrainingInterrupted
 from archlang.train.trainer import run_info, run_summary
 
 
-def no_decay_names(single: nn.Module, recipe: Recipe) -> frozenset[str]:
-    """Names of the parameters in model_tools.decay_groups' zero-decay group (the trainer's rule)."""
-    exempt = {id(p) for g in model_tools.decay_groups(single, recipe) if g["weight_decay"] == 0 for p in g["params"]}
-    return frozenset(n for n, p in single.named_parameters() if id(p) in exempt)
+def copy_hyper(single: nn.Module, recipe: Recipe) -> CopyHyper:
+    """A copy's optimizer settings: its recipe's, each parameter's lr multiplier and weight decay by
+    the single trainer's rule (model_tools.parameter_settings, read off the single network)."""
+    return CopyHyper.from_recipe(recipe, settings=model_tools.parameter_settings(single, recipe))
 
 
 @dataclass
@@ -105,6 +105,8 @@ class GroupedTrainer:
     def run_epoch(self, epoch: int) -> str | None:
         start, self.start_step = self.start_step, 0
         self.optimizer.set_lr_factor([c.recipe.lr_factor(epoch) for c in self.copies])  # LambdaLR's factor
+        self.optimizer.reset_momentum([i for i, c in enumerate(self.copies)
+                                       if model_tools.resets_momentum(c.recipe, epoch, start)])
         self.model.train()
         self.t0 = time.monotonic() - self.meter_seconds
         steps = len(self.copies[0].loader)
@@ -147,8 +149,7 @@ class GroupedTrainer:
         self.model.to(device)  # before the optimizer: it moves the parameters into one flat buffer
         with torch.random.fork_rng(devices=[]):
             single = self.compiled.build()
-        self.optimizer = grouped_optimizer(self.model, [CopyHyper.from_recipe(rc, no_decay_names(single, rc))
-                                                        for rc in recipes])
+        self.optimizer = grouped_optimizer(self.model, [copy_hyper(single, rc) for rc in recipes])
         if opts.compile:
             with compile_available():
                 compile_group(self.model, self.optimizer)

@@ -1,8 +1,9 @@
 """Which recipe fields the copies of one grouped training may set each for itself.
 
 The grouped optimizer (archlang.grouped.optim) steps every copy with its own lr, momentum,
-Nesterov flag, dampening, betas, eps and weight decay (and what it applies to), each copy's
-lr follows its own schedule, and each copy is built and initialised on its own (seed, inits).
+Nesterov flag, dampening, betas, eps and weight decay (and what it applies to), Caffe's lr and
+decay multipliers (sgd), each copy's lr follows its own schedule (its momentum reset at its
+milestones), and each copy is built and initialised on its own (seed, inits).
 Everything else is one value for all copies: they take their steps together on batches of one
 size, for one number of epochs, on one dataset prepared one way, through batch norms with one
 momentum and eps. A sweep grouped with `--grouped` puts points that differ in such a field into
@@ -45,10 +46,6 @@ def check_shared(recipes: Sequence[Any], names: Sequence[str] | None = None) -> 
                                     + "; `archlang train SWEEP --grouped` puts the others in groups of their own")
 
 
-# Recipe fields the grouped optimizer does not apply yet (one parameter group per copy), with their defaults.
-NOT_GROUPED = {"bias_lr_mult": 1.0, "classifier_lr_mult": 1.0, "classifier_decay_mult": 1.0, "momentum_reset": False}
-
-
 def check_groupable(recipes: Sequence[Recipe], names: Sequence[str]) -> None:
     """Refuse copies a grouped training cannot step together: before any run folder is made or data read."""
     first = recipes[0]
@@ -56,13 +53,19 @@ def check_groupable(recipes: Sequence[Recipe], names: Sequence[str]) -> None:
         raise ArchlangError(f"grouped training steps sgd or nadam recipes, not {first.optimizer}",
                             hint="train the seeds one by one")
     check_shared(recipes, names)
-    # The grouped optimizer has one parameter group per copy and the loaders no whole-image
-    # normalisation: refuse what it would otherwise silently leave out.
-    unapplied = [f"{name}={getattr(first, name)}" for name, default in NOT_GROUPED.items()
-                 if getattr(first, name) != default]
+    # The loaders have no whole-image normalisation: refuse what they would otherwise silently leave out.
     if first.normalize in ("gcn", "gcn_zca", "pixel_mean"):
-        unapplied.append(f"normalize={first.normalize}")
-    if unapplied:
-        raise ArchlangError(f"grouped training does not apply {', '.join(unapplied)} yet",
-                            hint="train the seeds one by one, or --set them to their defaults")
+        raise ArchlangError(f"grouped training does not apply normalize={first.normalize} yet",
+                            hint="train the seeds one by one, or --set normalize=meanstd")
+    _check_resets(recipes, names)
 
+
+def _check_resets(recipes: Sequence[Recipe], names: Sequence[str]) -> None:
+    """A reset of some copies only zeroes their momentum slices: the same as a fresh buffer only
+    without dampening (archlang.grouped.optim.reset_momentum)."""
+    if not recipes[0].momentum_reset or len({tuple(r.milestone_epochs()) for r in recipes}) == 1:
+        return  # momentum_reset is shared (check_shared): with one set of milestones all copies reset together
+    damped = [n for r, n in zip(recipes, names) if r.dampening != 0]
+    if damped:
+        raise ArchlangError(f"grouped copies that reset momentum at different epochs need dampening=0 "
+                            f"({shorten(', '.join(damped))})", hint="train the seeds one by one")

@@ -85,20 +85,29 @@ def _multipliers(model: nn.Module, recipe: Recipe) -> dict[int, tuple[float, flo
     return mults
 
 
+def parameter_settings(model: nn.Module, recipe: Recipe) -> dict[str, tuple[float, float]]:
+    """Each trainable parameter's (lr multiplier, weight decay), by name: the recipe's rule, one home
+    for the single trainer's optimizer groups and the grouped optimizer's per-copy settings."""
+    decays, mults = _decays(model, recipe), _multipliers(model, recipe)
+    settings: dict[str, tuple[float, float]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        lr_mult, decay_mult = mults.get(id(p), (1.0, 1.0))
+        settings[name] = (lr_mult, recipe.weight_decay * decay_mult if decays.get(id(p), True) else 0.0)
+    return settings
+
+
 def decay_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
     """One optimizer group per distinct (lr, weight decay): decaying groups first, as before the multipliers.
 
     Caffe's update v = m v + lr lr_mult (g + wd decay_mult w) is torch SGD's with the group's lr and
     weight_decay. A group's "lr" is set only where a multiplier makes it differ from recipe.lr.
     """
-    decays, mults = _decays(model, recipe), _multipliers(model, recipe)
+    params = dict(model.named_parameters())
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        lr_mult, decay_mult = mults.get(id(p), (1.0, 1.0))
-        decay = recipe.weight_decay * decay_mult if decays.get(id(p), True) else 0.0
-        groups.setdefault((lr_mult, decay), []).append(p)
+    for name, setting in parameter_settings(model, recipe).items():
+        groups.setdefault(setting, []).append(params[name])
     ordered = sorted(groups, key=lambda key: key[1] == 0.0)  # stable: first appearance within each kind
     out = []
     for lr_mult, decay in ordered:
