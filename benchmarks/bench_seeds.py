@@ -29,9 +29,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import archlang
-from archlang.grouped import CopyHyper, GroupedModel, compile_group, grouped_loss, grouped_optimizer
+from archlang.grouped import GroupedModel, compile_group, grouped_loss, grouped_optimizer
 from archlang.train import model_tools
 from archlang.train.compiling import compiled_module
+from archlang.train.grouped_run import copy_hyper
 from archlang.train.loop import tune_allocator
 from archlang.train.recipes import build_recipe
 
@@ -76,7 +77,7 @@ def _grouped_step(compiled, recipe, copies: int, x: torch.Tensor, y: torch.Tenso
                   compile_model: bool) -> Callable[[], None]:
     model = GroupedModel.from_ir(compiled.network, list(range(copies)),
                                  init=lambda m, _i: model_tools.apply_init(m, recipe)).train()
-    optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(recipe)] * copies)
+    optimizer = grouped_optimizer(model, [copy_hyper(compiled.build(), recipe)] * copies)  # the trainer's settings
     if compile_model:
         compile_group(model, optimizer)
 

@@ -188,12 +188,14 @@ def _step_seconds(networks: list, recipes: list, steps: int) -> tuple[float, flo
 
     import torch
 
-    from archlang.grouped import CopyHyper, GroupedModel, grouped_loss, grouped_optimizer
+    from archlang.build import build
+    from archlang.grouped import GroupedModel, grouped_loss, grouped_optimizer
     from archlang.train import model_tools
+    from archlang.train.grouped_run import copy_hyper
 
     model = GroupedModel.from_ir(networks, [r.seed for r in recipes],
                                  init=lambda m, i: model_tools.apply_init(m, recipes[i])).train()
-    optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(r) for r in recipes])
+    optimizer = grouped_optimizer(model, [copy_hyper(build(n), r) for n, r in zip(networks, recipes)])
     batch = recipes[0].batch_size
     x, y = torch.rand(len(networks), batch, 1, 28, 28), torch.randint(0, 10, (len(networks), batch))
     for i in range(steps + 2):  # two steps to warm up

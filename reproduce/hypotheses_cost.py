@@ -22,8 +22,9 @@ def _training_step(spec: str, copy_sets: list[tuple[str, ...]], compile_: bool =
     import torch.nn.functional as F
 
     import archlang
-    from archlang.grouped import CopyHyper, GroupedModel, compile_group, grouped_loss, grouped_optimizer
+    from archlang.grouped import GroupedModel, compile_group, grouped_loss, grouped_optimizer
     from archlang.train import model_tools
+    from archlang.train.grouped_run import copy_hyper
     from archlang.train.recipe_yaml import parse_flag_value
     from archlang.train.recipes import build_recipe
 
@@ -42,7 +43,7 @@ def _training_step(spec: str, copy_sets: list[tuple[str, ...]], compile_: bool =
     else:
         model = GroupedModel.from_ir(compiled.network, list(range(copies)),
                                      init=lambda m, i: model_tools.apply_init(m, recipes[i])).train()
-        optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(r) for r in recipes])
+        optimizer = grouped_optimizer(model, [copy_hyper(compiled.build(), r) for r in recipes])
         if compile_:
             compile_group(model, optimizer)
         loss = lambda: grouped_loss(model(x), y).sum()
