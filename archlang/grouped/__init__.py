@@ -1,7 +1,7 @@
 """Many copies of one network trained in one process (seeds, or a recipe sweep over one architecture).
 
     model = GroupedModel.from_ir(compiled.network, seeds=[0, 1, 2], init=lambda m, i: apply_init(m, recipes[i]))
-    optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(r, settings=per_param) for r in recipes])
+    optimizer = grouped_optimizer(model, [CopyHyper.from_recipe(r, settings=parameter_settings(single, r)) for r in recipes])
     logits = model(x)                        # x: (G, B, *input), copy g's batch in x[g]
     grouped_loss(logits, y).sum().backward()  # y: (G, B)
     optimizer.step(); optimizer.zero_grad()

@@ -242,7 +242,7 @@ class GroupedOptimizer:
 
     def _shared_lrs(self) -> bool:
         """Whether every copy has the same lr for every parameter (the fused kernel takes one)."""
-        mults = {m for m, _ in (s for _, s in self._decay_runs or [])} or {1.0}
+        mults = {mult for _, (mult, _) in self._decay_runs or []} or {1.0}
         return all(len({self._scaled_lr(g, m) for g in range(self.copies)}) == 1 for m in mults)
 
     def _sgd_lr(self) -> Hyper:
