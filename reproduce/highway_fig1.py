@@ -195,7 +195,8 @@ def _step_seconds(networks: list, recipes: list, steps: int) -> tuple[float, flo
 
     model = GroupedModel.from_ir(networks, [r.seed for r in recipes],
                                  init=lambda m, i: model_tools.apply_init(m, recipes[i])).train()
-    optimizer = grouped_optimizer(model, [copy_hyper(build(n), r) for n, r in zip(networks, recipes)])
+    single = build(networks[0])  # the parameters' names and roles: one architecture for all copies
+    optimizer = grouped_optimizer(model, [copy_hyper(single, r) for r in recipes])
     batch = recipes[0].batch_size
     x, y = torch.rand(len(networks), batch, 1, 28, 28), torch.randint(0, 10, (len(networks), batch))
     for i in range(steps + 2):  # two steps to warm up

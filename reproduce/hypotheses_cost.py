@@ -43,7 +43,8 @@ def _training_step(spec: str, copy_sets: list[tuple[str, ...]], compile_: bool =
     else:
         model = GroupedModel.from_ir(compiled.network, list(range(copies)),
                                      init=lambda m, i: model_tools.apply_init(m, recipes[i])).train()
-        optimizer = grouped_optimizer(model, [copy_hyper(compiled.build(), r) for r in recipes])
+        single = compiled.build()  # the parameters' names and roles, one architecture for all copies
+        optimizer = grouped_optimizer(model, [copy_hyper(single, r) for r in recipes])
         if compile_:
             compile_group(model, optimizer)
         loss = lambda: grouped_loss(model(x), y).sum()

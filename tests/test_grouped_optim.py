@@ -53,7 +53,7 @@ def test_shared_sgd_settings_take_torchs_fused_kernel(momentum):
     torch's fused kernel (the single runs' own); the per-copy chunked path agrees to rounding."""
     exempt = frozenset(n for n, _ in archlang.compile_spec(SPEC).build().named_parameters() if n.endswith("bias"))
     hypers = [CopyHyper("sgd", lr=0.1, momentum=momentum, nesterov=momentum > 0, weight_decay=1e-3,
-                        no_decay=exempt)] * 3
+                        settings={n: (1.0, 0.0) for n in exempt})] * 3
     fused = _train("sgd", hypers=hypers).state_dict()
     chunked = _train("sgd", hypers=hypers, fused=False).state_dict()
     for name, value in fused.items():

@@ -16,7 +16,7 @@ so each op finds its operands in cache instead of making ~8 passes over 10 MB te
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,22 +50,19 @@ class CopyHyper:
     eps: float = 1e-8
     momentum_decay: float = 0.004  # NAdam's; Keras' schedule_decay, as archlang's trainer uses
     weight_decay: float = 0.0
-    no_decay: frozenset[str] = field(default_factory=frozenset)  # single-model parameter names without decay
-    # Parameter name -> its own (lr multiplier, weight decay), overriding the two fields above.
+    # Parameter name -> its own (lr multiplier, weight decay); a name not here takes (1, weight_decay).
     settings: Mapping[str, Setting] = field(default_factory=dict, hash=False)
 
     @classmethod
-    def from_recipe(cls, recipe: Any, no_decay: Collection[str] = (),
-                    settings: Mapping[str, Setting] | None = None) -> CopyHyper:
+    def from_recipe(cls, recipe: Any, settings: Mapping[str, Setting] | None = None) -> CopyHyper:
         """Read the fields of an archlang recipe (any object with these attributes)."""
         return cls(optimizer=recipe.optimizer, lr=recipe.lr, momentum=recipe.momentum, dampening=recipe.dampening,
                    nesterov=recipe.nesterov, betas=tuple(recipe.betas), eps=recipe.eps,
-                   weight_decay=recipe.weight_decay, no_decay=frozenset(no_decay), settings=dict(settings or {}))
+                   weight_decay=recipe.weight_decay, settings=dict(settings or {}))
 
     def setting(self, name: str) -> Setting:
         """Parameter `name`'s (lr multiplier, weight decay) for this copy."""
-        default = (1.0, 0.0 if name in self.no_decay else self.weight_decay)
-        return self.settings.get(name, default)
+        return self.settings.get(name, (1.0, self.weight_decay))
 
 
 NADAM_FACTORS = ("one_minus_b1", "beta2", "one_minus_b2", "correction2", "eps", "grad_step", "avg_step")
@@ -249,7 +246,7 @@ class GroupedOptimizer:
         """Each element's lr: per copy, and per parameter where multipliers exist (rebuilt once an epoch)."""
         if self._mults is None:
             return self._constant("lr", self.lr)
-        key = tuple(self.lr)
+        key = tuple(self.lr_factor.tolist())
         cached = self._vectors.get("lr_mult")
         if cached is None or cached[0] != key:
             table = [[self._scaled_lr(g, m) for m in row] for g, row in enumerate(self._mults)]
