@@ -29,10 +29,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import archlang
-from archlang.grouped import GroupedModel, compile_group, grouped_loss, grouped_optimizer
+from archlang.grouped import grouped_loss
 from archlang.train import model_tools
 from archlang.train.compiling import compiled_module
-from archlang.train.grouped_run import copy_hyper
+from archlang.train.grouped_run import build_group
 from archlang.train.loop import tune_allocator
 from archlang.train.recipes import build_recipe
 
@@ -75,11 +75,8 @@ def _single_step(compiled, recipe, x: torch.Tensor, y: torch.Tensor, compile_mod
 
 def _grouped_step(compiled, recipe, copies: int, x: torch.Tensor, y: torch.Tensor,
                   compile_model: bool) -> Callable[[], None]:
-    model = GroupedModel.from_ir(compiled.network, list(range(copies)),
-                                 init=lambda m, _i: model_tools.apply_init(m, recipe)).train()
-    optimizer = grouped_optimizer(model, [copy_hyper(compiled.build(), recipe)] * copies)  # the trainer's settings
-    if compile_model:
-        compile_group(model, optimizer)
+    recipes = [recipe.model_copy(update={"seed": i}) for i in range(copies)]  # seeds 0..G-1, as --seeds G
+    model, optimizer = build_group([compiled.network] * copies, recipes, compile_=compile_model)
 
     def step() -> None:
         optimizer.zero_grad()

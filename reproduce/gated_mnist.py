@@ -18,8 +18,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-import stats
 import jobs as jobs_module
+import stats
 from jobs import ROOT, Job, collected, merge_results, parser, run_unless_collecting
 
 from archlang.fileio import atomic_write_text

@@ -188,15 +188,10 @@ def _step_seconds(networks: list, recipes: list, steps: int) -> tuple[float, flo
 
     import torch
 
-    from archlang.build import build
-    from archlang.grouped import GroupedModel, grouped_loss, grouped_optimizer
-    from archlang.train import model_tools
-    from archlang.train.grouped_run import copy_hyper
+    from archlang.grouped import grouped_loss
+    from archlang.train.grouped_run import build_group
 
-    model = GroupedModel.from_ir(networks, [r.seed for r in recipes],
-                                 init=lambda m, i: model_tools.apply_init(m, recipes[i])).train()
-    single = build(networks[0])  # the parameters' names and roles: one architecture for all copies
-    optimizer = grouped_optimizer(model, [copy_hyper(single, r) for r in recipes])
+    model, optimizer = build_group(networks, recipes)
     batch = recipes[0].batch_size
     x, y = torch.rand(len(networks), batch, 1, 28, 28), torch.randint(0, 10, (len(networks), batch))
     for i in range(steps + 2):  # two steps to warm up

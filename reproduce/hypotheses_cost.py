@@ -22,9 +22,9 @@ def _training_step(spec: str, copy_sets: list[tuple[str, ...]], compile_: bool =
     import torch.nn.functional as F
 
     import archlang
-    from archlang.grouped import GroupedModel, compile_group, grouped_loss, grouped_optimizer
+    from archlang.grouped import grouped_loss
     from archlang.train import model_tools
-    from archlang.train.grouped_run import copy_hyper
+    from archlang.train.grouped_run import build_group
     from archlang.train.recipe_yaml import parse_flag_value
     from archlang.train.recipes import build_recipe
 
@@ -41,12 +41,8 @@ def _training_step(spec: str, copy_sets: list[tuple[str, ...]], compile_: bool =
         optimizer = model_tools.build_optimizer(model, recipes[0], torch.device("cpu"))
         loss: Callable[[], torch.Tensor] = lambda: F.cross_entropy(model(x[0]), y[0])
     else:
-        model = GroupedModel.from_ir(compiled.network, list(range(copies)),
-                                     init=lambda m, i: model_tools.apply_init(m, recipes[i])).train()
-        single = compiled.build()  # the parameters' names and roles, one architecture for all copies
-        optimizer = grouped_optimizer(model, [copy_hyper(single, r) for r in recipes])
-        if compile_:
-            compile_group(model, optimizer)
+        recipes = [r.model_copy(update={"seed": i}) for i, r in enumerate(recipes)]  # seeds 0..G-1
+        model, optimizer = build_group([compiled.network] * copies, recipes, compile_=compile_)
         loss = lambda: grouped_loss(model(x), y).sum()
 
     def step() -> None:

@@ -34,7 +34,7 @@ class Plan:
 
 
 def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    done = subprocess.run(["git", "-C", str(repo), *args], check=False, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"error: git {' '.join(args[:2])} failed: {done.stderr.strip()[:300]}")
     return done.stdout

@@ -22,12 +22,12 @@ from archlang.grouped import check_supported
 from archlang.runs import RunFolder, member_name
 from archlang.runs.sweep import read_manifest
 from archlang.train import ddp
-from archlang.train.grouped_trainer import GroupedTrainer, copy_hyper
+from archlang.train.grouped_trainer import GroupedTrainer, build_group, copy_hyper
 from archlang.train.grouping import check_groupable
 from archlang.train.options import TrainOptions
 from archlang.train.plan import RunPlan, plan_run, resolve_recipe
 
-__all__ = ["MAX_COPIES", "copy_hyper", "group_of", "parse_seeds", "train_grouped", "train_sweep_group"]
+__all__ = ["MAX_COPIES", "build_group", "copy_hyper", "group_of", "parse_seeds", "train_grouped", "train_sweep_group"]
 
 MAX_COPIES = 256  # far beyond what fits a step; a typo like --seeds 10000 is refused, not attempted
 

@@ -12,6 +12,7 @@ on (the copies share no parameter, so its NaNs reach no other copy), and the cal
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from archlang.build import build
 from archlang.compiler import Compiled
-from archlang.errors import ArchlangError, shorten
-from archlang.grouped import CopyHyper, GroupedModel, compile_group, grouped_loss, grouped_optimizer, split_state
+from archlang.errors import ArchlangError, Source, shorten
+from archlang.grouped import (
+    CopyHyper,
+    GroupedModel,
+    GroupedOptimizer,
+    compile_group,
+    grouped_loss,
+    grouped_optimizer,
+    split_state,
+)
 from archlang.grouped.layers import GGate
+from archlang.ir import core
 from archlang.runs import MetricsRow, Progress, RunFolder, Totals
 from archlang.runs import rng as run_rng
 from archlang.runs.checkpoint import estimate_checkpoint_bytes, latest_good_grouped, write_grouped
@@ -44,6 +55,25 @@ def copy_hyper(single: nn.Module, recipe: Recipe) -> CopyHyper:
     """A copy's optimizer settings: its recipe's, each parameter's lr multiplier and weight decay by
     the single trainer's rule (model_tools.parameter_settings, read off the single network)."""
     return CopyHyper.from_recipe(recipe, settings=model_tools.parameter_settings(single, recipe))
+
+
+def build_group(networks: Sequence[core.Seq], recipes: Sequence[Recipe], *, device: torch.device | None = None,
+                compile_: bool = False, source: Source | None = None) -> tuple[GroupedModel, GroupedOptimizer]:
+    """Copy i as the single run of recipes[i] starts (its seed's build and its recipe's init) and one
+    optimizer that steps each copy with its recipe's settings (copy_hyper). The trainer and every
+    script that times a grouped step build it here, so they time what `archlang train --seeds` runs.
+    The caller's RNG state is kept (the probe network that names the parameters is built aside)."""
+    model = GroupedModel.from_ir(list(networks), [r.seed for r in recipes], source=source,
+                                 init=lambda m, i: model_tools.apply_init(m, recipes[i]))
+    if device is not None:
+        model.to(device)  # before the optimizer: it moves the parameters into one flat buffer
+    with torch.random.fork_rng(devices=[]):
+        single = build(networks[0])  # names and roles; the copies share one architecture
+    optimizer = grouped_optimizer(model, [copy_hyper(single, r) for r in recipes])
+    if compile_:
+        with compile_available():
+            compile_group(model, optimizer)
+    return model, optimizer
 
 
 @dataclass
@@ -141,19 +171,11 @@ class GroupedTrainer:
         subset = self.plans[0].subset
         train_split = self.data.train.first(subset) if subset else self.data.train
         recipes = [p.resolved.recipe for p in self.plans]
-        seeds = [rc.seed for rc in recipes]
         one_spec = all(c is self.compiled for c in self.networks)  # else copy i's span is in its own source
-        self.model = GroupedModel.from_ir([c.network for c in self.networks], seeds,
-                                          source=self.compiled.source if one_spec else None,
-                                          init=lambda m, i: model_tools.apply_init(m, recipes[i]))
-        self.model.to(device)  # before the optimizer: it moves the parameters into one flat buffer
-        with torch.random.fork_rng(devices=[]):
-            single = self.compiled.build()
-        self.optimizer = grouped_optimizer(self.model, [copy_hyper(single, rc) for rc in recipes])
-        if opts.compile:
-            with compile_available():
-                compile_group(self.model, self.optimizer)
-        torch.manual_seed(seeds[0])  # the group's one dropout stream
+        self.model, self.optimizer = build_group([c.network for c in self.networks], recipes, device=device,
+                                                 compile_=opts.compile,
+                                                 source=self.compiled.source if one_spec else None)
+        torch.manual_seed(recipes[0].seed)  # the group's one dropout stream
         self.leader.check_writable(3 * estimate_checkpoint_bytes(self.model, 2) + (64 << 20))
         mean, std = sources.statistics(r, self.data)
         common: dict[str, Any] = {"mean": mean, "std": std, "normalize": r.normalize, "device": device,
