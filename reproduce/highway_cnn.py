@@ -52,22 +52,25 @@ def _name(epochs: int | None, subset: int | None) -> str:
     return "highway-cnn/highway-mnist-16" + (f"-e{epochs}" if epochs else "") + (f"-n{subset}" if subset else "")
 
 
-def _accuracies(all_jobs: list[Job]) -> tuple[dict[int, float], list[Job], list[dict]]:
-    """Final test accuracy by seed of the finished runs, their jobs, and their summaries."""
-    found, used, summaries = {}, [], []
+def _accuracies(all_jobs: list[Job]) -> tuple[dict[int, float], dict[int, float], list[Job], list[dict]]:
+    """Final and best-epoch test accuracy by seed of the finished runs, their jobs, and their summaries."""
+    found, best, used, summaries = {}, {}, [], []
     for job in all_jobs:
         summary = job.run.read_summary() if job.run.is_run() else None
         if summary is None or summary.status != "finished" or summary.final_test_error is None:
             continue
-        found[int(job.run.read_recipe()["seed"])] = 100.0 - summary.final_test_error
+        seed = int(job.run.read_recipe()["seed"])
+        found[seed] = 100.0 - summary.final_test_error
+        if summary.best_test_error is not None:
+            best[seed] = 100.0 - summary.best_test_error
         used.append(job)
         summaries.append(summary.as_dict())
-    return found, used, summaries
+    return found, best, used, summaries
 
 
 def results(all_jobs: list[Job]) -> list[dict]:
     """Two rows: mean ± std over the finished seeds (against the paper's 99.4 ± 0.03) and the best (99.43)."""
-    accuracy, used, summaries = _accuracies(all_jobs)
+    accuracy, best_epoch, used, summaries = _accuracies(all_jobs)
     if not accuracy:
         return []
     epochs = sorted({s["epochs_done"] for s in summaries})
@@ -80,8 +83,11 @@ def results(all_jobs: list[Job]) -> list[dict]:
             "scale": scale, "command": "; ".join(job.command("../shared/data") for job in used)}
     described = stats.describe(accuracy)
     best = max(accuracy.values())
+    # The paper does not say whether its runs report the last or the best epoch: both are shown.
+    by_best_epoch = {"best_epoch": stats.describe(best_epoch)} if len(best_epoch) == n else {}
     return [{**base, "metric": "test accuracy (%), 10-layer highway, width 16, mean over seeds",
-             "paper_value": PAPER_MEAN, "paper_std": PAPER_STD, "ours": described["mean"], **described},
+             "paper_value": PAPER_MEAN, "paper_std": PAPER_STD, "ours": described["mean"], **described,
+             **by_best_epoch},
             {**base, "metric": f"test accuracy (%), 10-layer highway, width 16, best of {n}", "paper_value": PAPER_BEST,
              "ours": round(best, 2), "seeds": described["seeds"], "values": described["values"]}]
 
