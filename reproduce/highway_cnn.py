@@ -25,7 +25,7 @@ from pathlib import Path
 import stats
 from jobs import ROOT, Job, merge_results, parser, run_unless_collecting, seed_folders
 
-from archlang.runs import member_name
+from archlang.runs import Summary, member_name
 
 PAPER = "Highway networks (Srivastava et al.)"
 TABLE = "Table 1"
@@ -52,35 +52,31 @@ def _name(epochs: int | None, subset: int | None) -> str:
     return "highway-cnn/highway-mnist-16" + (f"-e{epochs}" if epochs else "") + (f"-n{subset}" if subset else "")
 
 
-def _accuracies(all_jobs: list[Job]) -> tuple[dict[int, float], dict[int, float], list[Job], list[dict]]:
-    """Final and best-epoch test accuracy by seed of the finished runs, their jobs, and their summaries."""
-    found, best, used, summaries = {}, {}, [], []
+def _finished(all_jobs: list[Job]) -> list[tuple[int, Job, Summary]]:
+    """(seed, job, summary) of every finished run with a final test error."""
+    found = []
     for job in all_jobs:
         summary = job.run.read_summary() if job.run.is_run() else None
-        if summary is None or summary.status != "finished" or summary.final_test_error is None:
-            continue
-        seed = int(job.run.read_recipe()["seed"])
-        found[seed] = 100.0 - summary.final_test_error
-        if summary.best_test_error is not None:
-            best[seed] = 100.0 - summary.best_test_error
-        used.append(job)
-        summaries.append(summary.as_dict())
-    return found, best, used, summaries
+        if summary is not None and summary.status == "finished" and summary.final_test_error is not None:
+            found.append((int(job.run.read_recipe()["seed"]), job, summary))
+    return found
 
 
 def results(all_jobs: list[Job]) -> list[dict]:
     """Two rows: mean ± std over the finished seeds (against the paper's 99.4 ± 0.03) and the best (99.43)."""
-    accuracy, best_epoch, used, summaries = _accuracies(all_jobs)
-    if not accuracy:
+    finished = _finished(all_jobs)
+    if not finished:
         return []
-    epochs = sorted({s["epochs_done"] for s in summaries})
-    images = summaries[0].get("train_images")
+    accuracy = {seed: 100.0 - s.final_test_error for seed, _, s in finished}
+    best_epoch = {seed: 100.0 - s.best_test_error for seed, _, s in finished if s.best_test_error is not None}
+    epochs = sorted({s.epochs_done for _, _, s in finished})
+    images = finished[0][2].train_images
     n = len(accuracy)
     schedule = "the full schedule" if epochs == [AUTHORS_EPOCHS] else "shortened: not Table 1's experiment"
     scale = (f"{'/'.join(map(str, epochs))} of the authors' {AUTHORS_EPOCHS} epochs ({schedule}), {images} training images, "
              f"{n} seed{'s' if n > 1 else ''} (paper: 5 runs), CPU fp32")
     base = {"paper": PAPER, "table": TABLE, "spec": SPEC, "epochs": epochs[0] if len(epochs) == 1 else epochs,
-            "scale": scale, "command": "; ".join(job.command("../shared/data") for job in used)}
+            "scale": scale, "command": "; ".join(job.command("../shared/data") for _, job, _ in finished)}
     described = stats.describe(accuracy)
     best = max(accuracy.values())
     # The paper does not say whether its runs report the last or the best epoch: both are shown.
