@@ -51,11 +51,7 @@ def analyse(run: Job, args: argparse.Namespace) -> list[dict]:
     base = {**highway_figs.base_row(found, selection, command), "table": TABLE}
     entries = highway_figs.rows(found, base)
     highway_figs.draw(found, figures)
-    print(f"run: {found.run.folder} ({selection})")
-    for e in entries:
-        print(f"  {e['metric']}: {e['ours']}" + (f"   (paper: {e['paper_value']})" if e["paper_value"] else ""))
-    print(f"CPU seconds: gate maps {found.maps_seconds:.1f}, lesions {found.lesion_seconds:.1f} over {found.images} images")
-    print("figures: " + ", ".join(str(highway_figs.shown(p)) for p in figures.values()))
+    highway_figs.show(found, selection, entries, figures)
     return entries if full else []
 
 

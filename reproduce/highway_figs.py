@@ -9,6 +9,9 @@ The command order (the search trains the nets this script analyses):
     python reproduce/highway_figs.py --project          # CPU seconds of the evaluation, on a fresh 50-layer net
     python reproduce/highway_figs.py --smoke            # CI: a tiny net trained a few steps; outputs in a temp dir
 
+The search's best tanh-50 net kept its gates shut (its bias, -7.08); the paper's own net, gate bias -2, is
+reproduce/highway_fig2_net.py, which trains it and analyses it with this module's functions.
+
 Srivastava et al., "Training Very Deep Networks", Sec. 4: Figure 2 shows, for the best 50-hidden-layer
 fully-connected highway net (a plain first layer to 50 units, then 49 highway layers of 50 blocks,
 tanh), (a) the transform gate biases, (b) the mean transform gate output over all training examples,
@@ -287,6 +290,12 @@ def choose(args: argparse.Namespace) -> tuple[Path, str]:
 def report(found: Analysis, selection: str, args: argparse.Namespace, figures: dict[int, Path]) -> list[dict]:
     draw(found, figures)
     entries = rows(found, base_row(found, selection, command_line(args)))
+    show(found, selection, entries, figures)
+    return entries
+
+
+def show(found: Analysis, selection: str, entries: list[dict], figures: dict[int, Path]) -> None:
+    """What the analysis found, printed: the run, its sample, every row's number, the cost, the figures."""
     print(f"run: {found.run.folder} ({selection})")
     print(f"sample: training image {found.maps.sample_index} (random.Random({SAMPLE_SEED}))")
     for e in entries:
@@ -294,7 +303,6 @@ def report(found: Analysis, selection: str, args: argparse.Namespace, figures: d
     print(f"CPU seconds: gate maps {found.maps_seconds:.1f}, lesions {found.lesion_seconds:.1f} "
           f"over {found.images} images")
     print("figures: " + ", ".join(str(p) for p in figures.values()))
-    return entries
 
 
 def write_beside(entries: list[dict], path: Path, why: str) -> None:
