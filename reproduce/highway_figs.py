@@ -302,7 +302,8 @@ def show(found: Analysis, selection: str, entries: list[dict], figures: dict[int
         print(f"  {e['metric']}: {e['ours']}" + (f"   (paper: {e['paper_value']})" if e["paper_value"] else ""))
     print(f"CPU seconds: gate maps {found.maps_seconds:.1f}, lesions {found.lesion_seconds:.1f} "
           f"over {found.images} images")
-    print("figures: " + ", ".join(str(p) for p in figures.values()))
+    if figures:
+        print("figures: " + ", ".join(str(p) for p in figures.values()))
 
 
 def write_beside(entries: list[dict], path: Path, why: str) -> None:

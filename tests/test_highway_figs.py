@@ -294,8 +294,8 @@ def test_gate_statistics_count_only_the_gates_a_net_has_not_the_nan_padding_of_n
     assert fraction_below(bias, torch.tensor([[-2.0], [-3.0]], dtype=torch.float64)) == pytest.approx(2 / 6)
 
 
-def test_the_bias_2_net_trains_resumably_and_only_its_full_run_is_merged_and_drawn(tmp_path, monkeypatch,
-                                                                                   capsys) -> None:
+def test_the_bias_2_nets_train_resumably_and_only_full_runs_are_merged_over_seeds(tmp_path, monkeypatch,
+                                                                                  capsys) -> None:
     import highway_fig2_net as net
 
     data = write_mnist(tmp_path / "data", train=200, test=100)
@@ -303,20 +303,25 @@ def test_the_bias_2_net_trains_resumably_and_only_its_full_run_is_merged_and_dra
     monkeypatch.setattr(jobs, "RESULTS", tmp_path / "results.json")
     monkeypatch.setattr(net, "FIGURES", {n: tmp_path / f"fig{n}_bias2.png" for n in (2, 3, 4)})
     monkeypatch.setattr(net, "EPOCHS", 1)  # one epoch of 2 steps counts as the full run here
-    flags = ["--data-dir", str(data), "--parallel", "1"]
-    assert net.main([*flags, "--collect-only"]) == 2  # nothing trained yet: said, not a traceback
-    assert "highway-figs/tanh-50-bias-2 is new" in capsys.readouterr().err
-    assert net.main([*flags, "--subset", "100"]) == 0  # a shortened run: its own folder, nothing merged
-    short = jobs.RUNS / "highway-figs" / "tanh-50-bias-2-n100"
+    flags = ["--data-dir", str(data), "--seeds", "1", "0"]
+    assert net.main([*flags, "--collect-only"]) == 2  # nothing trained yet: said in one line, not a traceback
+    err = capsys.readouterr().err
+    assert err == "highway-figs/tanh-50-bias-2-seed0 is new; highway-figs/tanh-50-bias-2-seed1 is new\n"
+    assert net.main([*flags[:2], "--seeds", "0", "--subset", "100"]) == 0  # shortened: own folder, not merged
+    short = jobs.RUNS / "highway-figs" / "tanh-50-bias-2-n100-seed0"
     assert all((short / "analysis" / f"highway_fig{n}.png").is_file() for n in (2, 3, 4))
     assert not jobs.RESULTS.exists() and not any(p.exists() for p in net.FIGURES.values())
     assert net.main(flags) == 0
     merged = json.loads(jobs.RESULTS.read_text())
     assert {r["table"] for r in merged} == {"Figures 2-4 (gate bias -2)"} and all(p.is_file() for p in net.FIGURES.values())
-    assert {r["run"] for r in merged} == {str(jobs.RUNS / "highway-figs" / "tanh-50-bias-2")}
+    runs = [str(jobs.RUNS / "highway-figs" / f"tanh-50-bias-2-seed{s}") for s in (0, 1)]
+    assert all(r["run"] == runs[0] and r["runs"] == runs and r["seeds"] == [0, 1] and r["n"] == 2 for r in merged)
     assert merged[0]["spec"] == compile_spec((ROOT / net.SPEC).read_text()).canonical
-    assert "bias_init=-2" in merged[0]["spec"] and "--epochs 1 --flush-denormal" in merged[0]["command"]
+    assert "bias_init=-2" in merged[0]["spec"] and "--epochs 1 --flush-denormal --seed 1" in merged[0]["command"]
     bias = next(r for r in merged if r["metric"] == "fraction of gate biases below their initial value")
-    assert bias["initial"] == [-2.0]
-    assert net.main([*flags, "--collect-only"]) == 0  # the finished run analysed again, the same rows
+    assert bias["per_seed"]["0"]["initial"] == [-2.0] and bias["per_seed"]["1"]["initial"] == [-2.0]
+    worst = next(r for r in merged if r["metric"] == "training error (%), worst single-layer lesion")
+    by_seed = [max(worst["per_seed"][s]["per_layer_error"]) for s in ("0", "1")]
+    assert worst["values"] == [round(v, 4) for v in by_seed] and worst["mean"] == round(sum(by_seed) / 2, 4)
+    assert net.main([*flags, "--collect-only"]) == 0  # the finished runs analysed again: the same rows
     assert json.loads(jobs.RESULTS.read_text()) == merged
