@@ -23,9 +23,9 @@ import tempfile
 from pathlib import Path
 
 import stats
-from jobs import ROOT, Job, merge_results, parser, run_unless_collecting, seed_folders
+from jobs import ROOT, Job, merge_results, parser, per_seed, run_unless_collecting, seed_folders, shortened_name
 
-from archlang.runs import Summary, member_name
+from archlang.runs import Summary
 
 PAPER = "Highway networks (Srivastava et al.)"
 TABLE = "Table 1"
@@ -33,6 +33,7 @@ SPEC = "archlang/specs/highway/highway-mnist-16.arch"
 RECIPE = "highway-mnist-conv"
 PAPER_BEST, PAPER_MEAN, PAPER_STD = 99.43, 99.4, 0.03  # Table 1, width 16: "99.43 (99.4 ± 0.03)", 5 runs
 SEEDS = (0, 1, 2, 3, 4)
+NAME = "highway-cnn/highway-mnist-16"  # the runs are NAME-seedS under reproduce/runs
 STEPS_PER_EPOCH, AUTHORS_EPOCHS = 600, 300  # [solver] max_iter 180000 at batch 100: 600 steps x 300 epochs
 # How the runs execute, not what they train (not in the run hash): channels_last convolutions took
 # 0.66x the CPU time per step of the default layout (measured: 0.151 against 0.229 CPU s, one thread,
@@ -43,13 +44,7 @@ EXECUTION = ["--channels-last", "--compile"]
 
 def jobs(seeds: tuple[int, ...] = SEEDS, epochs: int | None = None, subset: int | None = None) -> list[Job]:
     """One run per seed; a shortened run (a smoke test) gets its own folder, so it never blocks the real one."""
-    extra = [*EXECUTION, *(["--epochs", str(epochs)] if epochs else []), *(["--subset", str(subset)] if subset else [])]
-    return [Job(member_name(_name(epochs, subset), s), SPEC, RECIPE, ["--seed", str(s), *extra]) for s in seeds]
-
-
-def _name(epochs: int | None, subset: int | None) -> str:
-    """The runs' name before -seedS: a shortened run (a smoke test) gets its own."""
-    return "highway-cnn/highway-mnist-16" + (f"-e{epochs}" if epochs else "") + (f"-n{subset}" if subset else "")
+    return per_seed(NAME, SPEC, RECIPE, seeds, EXECUTION, epochs=epochs, subset=subset)
 
 
 def _finished(all_jobs: list[Job]) -> list[tuple[int, Job, Summary]]:
@@ -141,7 +136,7 @@ def main() -> None:
         print(f"wall time this invocation: {wall / 60:.1f} min")
     smoke = bool(args.epochs or args.subset)
     # Every seed trained so far counts, not only those asked for now; shortened runs are never merged.
-    trained = seed_folders(_name(args.epochs, args.subset))
+    trained = seed_folders(shortened_name(NAME, args.epochs, args.subset))
     entries = results(jobs(tuple(sorted(set(args.seeds) | set(trained))), args.epochs, args.subset))
     if not smoke:
         merge_results(entries, (PAPER, TABLE))

@@ -21,11 +21,12 @@ import sys
 
 import highway_fig1
 import highway_figs
+import jobs as jobs_module
 import stats
-from jobs import RESULTS, ROOT, Job, merge_results, parser, positive_int, run_unless_collecting
+from jobs import ROOT, Job, merge_results, parser, per_seed, positive_int, run_unless_collecting
 
 from archlang.errors import ArchlangError
-from archlang.runs import RunFolder, member_name
+from archlang.runs import RunFolder
 
 TABLE = "Figures 2-4 (gate bias -2)"
 SPEC = "reproduce/highway_figs/tanh-50-bias-2.arch"
@@ -37,9 +38,8 @@ FIGURES = {n: ROOT / "reproduce" / f"highway_fig{n}_bias2.png" for n in highway_
 
 def jobs(seeds: tuple[int, ...] = SEEDS, epochs: int = EPOCHS, subset: int | None = None) -> list[Job]:
     """One run per seed; shortened runs (a smoke test) get their own folders, so they never block the real ones."""
-    name = "highway-figs/tanh-50-bias-2" + (f"-e{epochs}" if epochs != EPOCHS else "") + (f"-n{subset}" if subset else "")
-    extra = ["--epochs", str(epochs), *highway_fig1.FLAGS, *(["--subset", str(subset)] if subset else [])]
-    return [Job(member_name(name, s), SPEC, RECIPE, [*extra, "--seed", str(s)]) for s in seeds]
+    return per_seed("highway-figs/tanh-50-bias-2", SPEC, RECIPE, seeds, highway_fig1.FLAGS, epochs=epochs,
+                    subset=subset, full_epochs=EPOCHS)
 
 
 def over_seeds(per_seed: dict[int, list[dict]], base: dict) -> list[dict]:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if entries:
         merge_results(entries, (highway_figs.PAPER, TABLE))
-        print(f"{len(entries)} results merged into {RESULTS}")
+        print(f"{len(entries)} results merged into {jobs_module.RESULTS}")
     return 0
 
 

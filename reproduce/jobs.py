@@ -150,6 +150,23 @@ def collected(jobs: list[Job]) -> list[Job]:
     return out
 
 
+def shortened_name(name: str, epochs: int | None, subset: int | None, full_epochs: int | None = None) -> str:
+    """A shortened run (a smoke test: --epochs other than full_epochs, or a subset) is named NAME-eE-nN, so it
+    never resumes or blocks the real one; with full_epochs None the recipe's own epochs make the full run."""
+    short = epochs is not None and epochs != full_epochs
+    return name + (f"-e{epochs}" if short else "") + (f"-n{subset}" if subset else "")
+
+
+def per_seed(name: str, spec: str, recipe: str, seeds: tuple[int, ...], flags: list[str], *, epochs: int | None = None,
+             subset: int | None = None, full_epochs: int | None = None) -> list[Job]:
+    """One single-seed run (a process) per seed, shortened_name(NAME)-seedS, trained with FLAGS, --epochs,
+    --subset, --seed S."""
+    name = shortened_name(name, epochs, subset, full_epochs)
+    flags = [*flags, *(["--epochs", str(epochs)] if epochs is not None else []),
+             *(["--subset", str(subset)] if subset else [])]
+    return [Job(member_name(name, s), spec, recipe, [*flags, "--seed", str(s)]) for s in seeds]
+
+
 def _with_flag(flags: list[str], flag: str, value: object) -> list[str]:
     """flags with `flag value` set (in place if present, else appended), or removed when value is None."""
     out = list(flags)

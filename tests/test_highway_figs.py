@@ -317,11 +317,44 @@ def test_the_bias_2_nets_train_resumably_and_only_full_runs_are_merged_over_seed
     runs = [str(jobs.RUNS / "highway-figs" / f"tanh-50-bias-2-seed{s}") for s in (0, 1)]
     assert all(r["run"] == runs[0] and r["runs"] == runs and r["seeds"] == [0, 1] and r["n"] == 2 for r in merged)
     assert merged[0]["spec"] == compile_spec((ROOT / net.SPEC).read_text()).canonical
-    assert "bias_init=-2" in merged[0]["spec"] and "--epochs 1 --flush-denormal --seed 1" in merged[0]["command"]
+    assert "bias_init=-2" in merged[0]["spec"] and "--flush-denormal --epochs 1 --seed 1" in merged[0]["command"]
     bias = next(r for r in merged if r["metric"] == "fraction of gate biases below their initial value")
     assert bias["per_seed"]["0"]["initial"] == [-2.0] and bias["per_seed"]["1"]["initial"] == [-2.0]
     worst = next(r for r in merged if r["metric"] == "training error (%), worst single-layer lesion")
     by_seed = [max(worst["per_seed"][s]["per_layer_error"]) for s in ("0", "1")]
     assert worst["values"] == [round(v, 4) for v in by_seed] and worst["mean"] == round(sum(by_seed) / 2, 4)
     assert net.main([*flags, "--collect-only"]) == 0  # the finished runs analysed again: the same rows
+    assert json.loads(jobs.RESULTS.read_text()) == merged
+
+
+def test_every_tanh_setting_of_the_search_trains_in_one_grouped_process_and_each_is_lesioned(tmp_path, monkeypatch,
+                                                                                            capsys) -> None:
+    import highway_fig2_settings as net
+
+    assert net.SPEC.read_text() == net.spec_file().text  # committed: the search's 9 tanh settings, each bias -2
+    assert "bias_init=-2" in net.SPEC.read_text() and len(net.settings()) == 9
+    data = write_mnist(tmp_path / "data", train=200, test=100)
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(jobs, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(net, "FIGURE", tmp_path / "fig4_settings.png")
+    monkeypatch.setattr(net, "EPOCHS", 1)  # one epoch of 2 steps counts as the full run here
+    flags = ["--data-dir", str(data)]
+    assert net.main([*flags, "--collect-only"]) == 2  # nothing trained yet: one line, no traceback
+    assert capsys.readouterr().err == "highway-figs/tanh-50-bias-2-settings is new\n"
+    assert net.main(flags) == 0
+    merged = json.loads(jobs.RESULTS.read_text())
+    runs = net.job(1).runs
+    assert len(runs) == 9 and all(r.read_group() for r in runs)  # one grouped process trained them all
+    finished = [net.label(r) for r in runs if r.status() == "finished"]
+    per_setting = [r for r in merged if "setting" in r]
+    assert len(per_setting) == 3 * len(finished) and {r["setting"] for r in per_setting} == set(finished)
+    best = {r["setting"] for r in per_setting if r["best_setting"]}
+    errors = {r["setting"]: r["ours"] for r in per_setting if r["metric"].startswith("training error (%), not lesioned")}
+    assert len(best) == 1 and errors[best.pop()] == min(errors.values())
+    ends = [r for r in per_setting if r["metric"].startswith("end of the early layers")]
+    assert all(len(r["per_layer_error"]) == 49 and r["paper_value"] == 15 for r in ends)
+    diverged = merged[-1]
+    assert diverged["metric"] == "settings that diverged (of 9)" and diverged["ours"] == 9 - len(finished)
+    assert {r["table"] for r in merged} == {net.TABLE} and "--grouped" in merged[0]["command"] and net.FIGURE.is_file()
+    assert net.main([*flags, "--collect-only"]) == 0  # analysed again: the same rows
     assert json.loads(jobs.RESULTS.read_text()) == merged

@@ -84,6 +84,16 @@ def test_collected_takes_every_group_trained_under_the_name_whatever_seeds_are_a
     assert sorted(jobs.seed_folders("cell/g")) == [1, 2, 5]
 
 
+def test_per_seed_jobs_pass_the_seed_last_and_a_shortened_run_gets_its_own_name(jobs) -> None:
+    full = jobs.per_seed("t/net", "mlp()", "r", (0, 3), ["--compile"])
+    assert [j.name for j in full] == ["t/net-seed0", "t/net-seed3"] and full[1].extra == ["--compile", "--seed", "3"]
+    short = jobs.per_seed("t/net", "mlp()", "r", (1,), [], epochs=2, subset=50)
+    assert short[0].name == "t/net-e2-n50-seed1" and short[0].extra == ["--epochs", "2", "--subset", "50", "--seed", "1"]
+    # where the script always passes --epochs, its full count names the real run
+    assert jobs.per_seed("t/net", "mlp()", "r", (1,), [], epochs=100, full_epochs=100)[0].name == "t/net-seed1"
+    assert jobs.shortened_name("t/net", 7, None, full_epochs=100) == "t/net-e7"
+
+
 @pytest.mark.parametrize("flag", ["--parallel", "--threads"])
 def test_zero_side_by_side_runs_or_threads_are_refused(jobs, flag: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):

@@ -13,13 +13,13 @@ from archlang.fileio import atomic_write_bytes
 from archlang.plotting import pyplot as _pyplot
 
 
-def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+def _finish(plt, fig, ax, xlabel: str, ylabel: str, title: str, path: Path, legend_size: float | None = None) -> None:
     """Label a one-panel figure like the papers' (counted x axis), save it and free it."""
     ax.set_xlabel(xlabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=8)
-    ax.legend()
+    ax.legend(fontsize=legend_size)
     _save(plt, fig, path)
 
 
@@ -50,6 +50,20 @@ def plot_lesion(baseline: float, lesions: Sequence, path: Path, title: str) -> N
     ax.plot([x.layer for x in lesions], [x.error for x in lesions], "o-", ms=3, label="lesioned")
     ax.axhline(baseline, color="k", ls="--", lw=1, label="not lesioned")
     _finish(plt, fig, ax, "lesioned layer", "training set error (%)", title, path)
+
+
+def plot_lesion_curves(curves: dict[str, tuple[float, Sequence]], path: Path, title: str) -> None:
+    """Highway Fig. 4 for several nets in one panel: each net's lesioned training-set error per layer (a log
+    axis where they span decades: errors near 0 and at 90% both show), its unlesioned error dotted."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, (baseline, lesions) in curves.items():
+        line, = ax.plot([x.layer for x in lesions], [x.error for x in lesions], "o-", ms=2, lw=1, label=label)
+        ax.axhline(baseline, color=line.get_color(), ls=":", lw=1)
+    values = [v for baseline, lesions in curves.values() for v in (baseline, *(x.error for x in lesions))]
+    if values and max(values) > 10 * max(min(values), 0.01):  # within a decade the log axis would show no tick
+        ax.set_yscale("symlog", linthresh=0.01)
+    _finish(plt, fig, ax, "lesioned layer", "training set error (%)", title, path, legend_size=6)
 
 
 def plot_gates(rows: Sequence, activity: dict[str, float], path: Path, title: str) -> bool:
