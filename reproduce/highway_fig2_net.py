@@ -21,11 +21,9 @@ import sys
 
 import highway_fig1
 import highway_figs
-import jobs as jobs_module
 import stats
-from jobs import ROOT, Job, merge_results, parser, per_seed, positive_int, run_unless_collecting
+from jobs import ROOT, Job, analysed_and_merged, not_done, parser, per_seed, positive_int, run_unless_collecting
 
-from archlang.errors import ArchlangError
 from archlang.runs import RunFolder
 
 TABLE = "Figures 2-4 (gate bias -2)"
@@ -92,22 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     runs = jobs(tuple(sorted(set(args.seeds))), args.epochs, args.subset)
     run_unless_collecting(runs, args)
-    waiting = [(j.name, j.status()) for j in runs if j.status() != "finished"]
-    if waiting:
-        stopped = all(s == "stopped" for _, s in waiting) and args.time_limit and not args.collect_only
-        print("; ".join(f"{name} is {status}" for name, status in waiting)
-              + (": run this script again to continue" if stopped else ""), file=sys.stderr)
-        return 0 if stopped else 2
-    try:
-        entries = analyse(runs, args)
-    except ArchlangError as err:
-        print(err.render(), file=sys.stderr)
-        return 2
-    if entries:
-        merge_results(entries, (highway_figs.PAPER, TABLE))
-        print(f"{len(entries)} results merged into {jobs_module.RESULTS}")
-    return 0
-
+    waiting = not_done(runs, args)
+    if waiting is not None:
+        return waiting
+    return analysed_and_merged(lambda: analyse(runs, args), (highway_figs.PAPER, TABLE))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,19 +23,18 @@ import sys
 
 import highway_fig1
 import highway_figs
-import jobs as jobs_module
 from jobs import (
     ROOT,
     Job,
     SpecFile,
-    merge_results,
+    analysed_and_merged,
+    not_done,
     parser,
     positive_int,
     run_unless_collecting,
     shortened_name,
 )
 
-from archlang.errors import ArchlangError
 from archlang.runs import RunFolder
 
 TABLE = "Figures 2-4 (gate bias -2, 9 settings)"
@@ -131,21 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         spec_file().write()
     sweep = job(args.epochs, args.subset)
     run_unless_collecting([sweep], args)
-    status = sweep.status()
-    if status not in ("finished", "diverged"):  # diverged: every setting ended, some of them diverged
-        stopped = status == "stopped" and args.time_limit and not args.collect_only
-        print(f"{sweep.name} is {status}" + (": run this script again to continue" if stopped else ""), file=sys.stderr)
-        return 0 if stopped else 2
-    try:
-        entries = analyse(sweep, args)
-    except ArchlangError as err:
-        print(err.render(), file=sys.stderr)
-        return 2
-    if entries:
-        merge_results(entries, (highway_figs.PAPER, TABLE))
-        print(f"{len(entries)} results merged into {jobs_module.RESULTS}")
-    return 0
-
+    waiting = not_done([sweep], args, done=("finished", "diverged"))  # diverged: every setting ended, some diverged
+    if waiting is not None:
+        return waiting
+    return analysed_and_merged(lambda: analyse(sweep, args), (highway_figs.PAPER, TABLE))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,9 +16,11 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from archlang.errors import ArchlangError
 from archlang.fileio import atomic_write_text
 from archlang.runs import RunFolder, is_done, member_name, parse_member_name
 
@@ -270,6 +272,32 @@ def merge_results(entries: list[dict], replace_prefix: tuple[str, str]) -> None:
               f"{RESULTS} are kept; check that the flags are those the runs were trained with", file=sys.stderr)
         raise SystemExit(2)
     atomic_write_text(RESULTS, json.dumps(kept + entries, indent=2) + "\n", what="results.json")
+
+
+def not_done(jobs: list[Job], args: argparse.Namespace, done: tuple[str, ...] = ("finished",)) -> int | None:
+    """None when every job's status is in `done`; else one line naming the others, and the exit code: 0 when
+    all of them stopped at this invocation's --time-limit (the same command continues them), else 2."""
+    waiting = [(j.name, j.status()) for j in jobs if j.status() not in done]
+    if not waiting:
+        return None
+    stopped = all(s == "stopped" for _, s in waiting) and bool(args.time_limit) and not args.collect_only
+    print("; ".join(f"{name} is {status}" for name, status in waiting)
+          + (": run this script again to continue" if stopped else ""), file=sys.stderr)
+    return 0 if stopped else 2
+
+
+def analysed_and_merged(analyse: Callable[[], list[dict]], table: tuple[str, str]) -> int:
+    """Run an analysis of finished runs and merge its rows (none: a smoke test) as table's; a user's error
+    in it (a missing dataset, a damaged run) is its one message and exit 2."""
+    try:
+        entries = analyse()
+    except ArchlangError as err:
+        print(err.render(), file=sys.stderr)
+        return 2
+    if entries:
+        merge_results(entries, table)
+        print(f"{len(entries)} results merged into {RESULTS}")
+    return 0
 
 
 def positive_int(text: str) -> int:
