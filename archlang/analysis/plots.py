@@ -63,6 +63,7 @@ def plot_lesion_curves(curves: dict[str, tuple[float, Sequence]], path: Path, ti
     values = [v for baseline, lesions in curves.values() for v in (baseline, *(x.error for x in lesions))]
     if values and max(values) > 10 * max(min(values), 0.01):  # within a decade the log axis would show no tick
         ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_ylim(bottom=0)  # an error is never negative: symlog would otherwise mirror the axis below 0
     _finish(plt, fig, ax, "lesioned layer", "training set error (%)", title, path, legend_size=6)
 
 
