@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from archlang.grouped.hyper import CopyHyper
 from archlang.grouped.model import SUPPORTED_KINDS, GroupedModel, check_supported, grouped_loss
-from archlang.grouped.optim import CopyHyper, GroupedOptimizer
+from archlang.grouped.optim import GroupedOptimizer
 from archlang.grouped.state import merge_states, split_state
 
 

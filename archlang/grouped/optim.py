@@ -16,53 +16,24 @@ so each op finds its operands in cache instead of making ~8 passes over 10 MB te
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from archlang import regional
+from archlang.grouped.hyper import CopyHyper, Setting, by_setting
 
 # Elements per chunk: a multiple of 64, so each elementwise kernel splits a chunk into the same
 # vectorised body and scalar tail as the whole tensor (equal bits); ~5 chunk-sized operands fit in L2.
 CHUNK = 1 << 16
 
 Hyper = float | torch.Tensor  # a scalar shared by all copies, or a per-element vector
-Setting = tuple[float, float]  # one parameter's (lr multiplier, weight decay), Caffe's lr_mult and decay
 
 
 def _part(value: Hyper, piece: slice) -> Hyper:
     return value if isinstance(value, float) else value[piece]
-
-
-@dataclass(frozen=True)
-class CopyHyper:
-    """One copy's optimizer settings; field names follow archlang's recipes (see from_recipe)."""
-
-    optimizer: Literal["sgd", "nadam"]
-    lr: float
-    momentum: float = 0.0  # SGD momentum
-    dampening: float = 0.0
-    nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)  # NAdam
-    eps: float = 1e-8
-    momentum_decay: float = 0.004  # NAdam's; Keras' schedule_decay, as archlang's trainer uses
-    weight_decay: float = 0.0
-    # Parameter name -> its own (lr multiplier, weight decay); a name not here takes (1, weight_decay).
-    settings: Mapping[str, Setting] = field(default_factory=dict, hash=False)
-
-    @classmethod
-    def from_recipe(cls, recipe: Any, settings: Mapping[str, Setting] | None = None) -> CopyHyper:
-        """Read the fields of an archlang recipe (any object with these attributes)."""
-        return cls(optimizer=recipe.optimizer, lr=recipe.lr, momentum=recipe.momentum, dampening=recipe.dampening,
-                   nesterov=recipe.nesterov, betas=tuple(recipe.betas), eps=recipe.eps,
-                   weight_decay=recipe.weight_decay, settings=dict(settings or {}))
-
-    def setting(self, name: str) -> Setting:
-        """Parameter `name`'s (lr multiplier, weight decay) for this copy."""
-        return self.settings.get(name, (1.0, self.weight_decay))
 
 
 NADAM_FACTORS = ("one_minus_b1", "beta2", "one_minus_b2", "correction2", "eps", "grad_step", "avg_step")
@@ -93,6 +64,13 @@ class GroupedOptimizer:
             raise ValueError("every parameter needs the copies on its first axis, one per hyperparameter set")
         self.kind = kinds.pop()
         self.hypers = list(hypers)
+        settings = [[h.setting(n) for n, _ in self.named] for h in self.hypers]
+        # flat holds the parameters by setting, not in module order: Caffe-style exempt biases alternate with
+        # weights, which made one fused SGD call per parameter (49-layer highway MLP, G = 8, 1 thread:
+        # 200 calls, 8.0 ms a step; by setting 2 calls, 3.1 ms).
+        self.order = by_setting(settings)
+        self.named = [self.named[i] for i in self.order]
+        settings = [[row[i] for i in self.order] for row in settings]
         self.sizes = [p[0].numel() for _, p in self.named]
         self.flat = torch.cat([p.detach().reshape(-1) for _, p in self.named])
         self.flat_grad = torch.zeros_like(self.flat)
@@ -107,7 +85,6 @@ class GroupedOptimizer:
         self.lr_factor = torch.ones(self.copies, dtype=torch.float64)
         self.step_count = 0
         self.state: dict[str, torch.Tensor] = {}
-        settings = [[h.setting(n) for n, _ in self.named] for h in self.hypers]
         self._weight_decay = self._expand([[wd for _, wd in row] for row in settings])
         mults = [[mult for mult, _ in row] for row in settings]
         self._mults = mults if any(m != 1.0 for row in mults for m in row) else None
@@ -381,12 +358,27 @@ class GroupedOptimizer:
             self.flat[piece].addcmul_(numerator / denom, value)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors only (safetensors-ready); the hyperparameters come from the recipes."""
+        """Tensors only (safetensors-ready); the hyperparameters come from the recipes. `order` says
+        which parameter (by module order) each slice of the flat buffers holds."""
         return {"step": torch.tensor(self.step_count), "lr_factor": self.lr_factor.clone(),
+                "order": torch.tensor(self.order, dtype=torch.int64),
                 **{name: t.clone() for name, t in self.state.items()}}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """A state without `order` (written before flat was ordered by setting) is in module order."""
         self.step_count = int(state["step"])
         self.lr_factor = state["lr_factor"].to(torch.float64).clone()
-        self.state = {name: t.to(self.flat.device).clone() for name, t in state.items()
-                      if name not in ("step", "lr_factor")}
+        saved = state["order"].tolist() if "order" in state else list(range(len(self.order)))
+        if sorted(saved) != sorted(self.order):
+            raise ValueError(f"the saved optimizer state holds {len(saved)} parameters, this model {len(self.order)}")
+        self.state = {name: self._reordered(t.to(self.flat.device), saved) for name, t in state.items()
+                      if name not in ("step", "lr_factor", "order")}
+
+    def _reordered(self, tensor: torch.Tensor, saved: list[int]) -> torch.Tensor:
+        """A flat buffer laid out in the `saved` order, in this optimizer's; other tensors as they are."""
+        if tensor.numel() != self.flat.numel() or saved == self.order:
+            return tensor.clone()
+        size = dict(zip(self.order, (n * self.copies for n in self.sizes)))
+        pieces = dict(zip(saved, tensor.split([size[i] for i in saved])))
+        return torch.cat([pieces[i] for i in self.order])
+
