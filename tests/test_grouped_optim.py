@@ -60,24 +60,19 @@ def test_shared_sgd_settings_take_torchs_fused_kernel(momentum):
         torch.testing.assert_close(chunked[name], value, atol=1e-6, rtol=0, msg=name)
 
 
-def _momentum_state(model: GroupedModel, hypers: list[CopyHyper]):
-    optimizer = grouped_optimizer(model, hypers)
-    compiled = archlang.compile_spec("mlp(depth=3, width=8, bn=false)")
-    g = torch.Generator().manual_seed(0)
-    for _ in range(2):
-        optimizer.zero_grad()
-        x, y = torch.randn(2, 4, *compiled.input_shape, generator=g), torch.randint(0, 10, (2, 4), generator=g)
-        grouped_loss(model(x), y).sum().backward()
-        optimizer.step()
-    return optimizer
-
-
 def test_flat_buffers_hold_parameters_by_setting_and_module_order_states_still_load():
     compiled = archlang.compile_spec("mlp(depth=3, width=8, bn=false)")
     module_names = [n for n, _ in GroupedModel.from_ir(compiled.network, [0, 1]).named_parameters()]
     exempt = {n: (1.0, 0.0) for n in module_names if n.endswith("bias")}
     hypers = [CopyHyper("sgd", lr=0.1, momentum=0.9, weight_decay=1e-3, settings=exempt)] * 2
-    optimizer = _momentum_state(GroupedModel.from_ir(compiled.network, [0, 1]), hypers)
+    model = GroupedModel.from_ir(compiled.network, [0, 1])
+    optimizer = grouped_optimizer(model, hypers)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):  # momentum buffers that differ between parameters
+        optimizer.zero_grad()
+        x, y = torch.randn(2, 4, *compiled.input_shape, generator=g), torch.randint(0, 10, (2, 4), generator=g)
+        grouped_loss(model(x), y).sum().backward()
+        optimizer.step()
     names = [n for n, _ in optimizer.named]
     assert names == [n for n in module_names if n not in exempt] + list(exempt)  # weights, then biases
     assert len(optimizer._decay_runs) == 2  # one fused call per setting, not one per parameter

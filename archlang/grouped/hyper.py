@@ -38,12 +38,11 @@ class CopyHyper:
 
 
 def by_setting(settings: Sequence[Sequence[Setting]]) -> list[int]:
-    """Parameter indices grouped by their setting (in the order settings first appear, module order
-    within one), so each setting is one slice of the flat buffer; module order when copies differ."""
+    """Parameter indices (settings[g][j]: copy g, parameter j) grouped by the settings all copies give
+    them, in the order those first appear and module order within one, so that each is one slice of
+    the flat buffer."""
     columns = list(zip(*settings))
-    if any(len(set(column)) > 1 for column in columns):
-        return list(range(len(columns)))
-    rank: dict[Setting, int] = {}
+    rank: dict[tuple[Setting, ...], int] = {}
     for column in columns:
-        rank.setdefault(column[0], len(rank))
-    return sorted(range(len(columns)), key=lambda j: rank[columns[j][0]])
+        rank.setdefault(column, len(rank))
+    return sorted(range(len(columns)), key=lambda j: rank[columns[j]])

@@ -368,8 +368,9 @@ class GroupedOptimizer:
         """A state without `order` (written before flat was ordered by setting) is in module order."""
         self.step_count = int(state["step"])
         self.lr_factor = state["lr_factor"].to(torch.float64).clone()
-        saved = state["order"].tolist() if "order" in state else list(range(len(self.order)))
-        if sorted(saved) != sorted(self.order):
+        module_order = list(range(len(self.order)))
+        saved = state["order"].tolist() if "order" in state else module_order
+        if sorted(saved) != module_order:
             raise ValueError(f"the saved optimizer state holds {len(saved)} parameters, this model {len(self.order)}")
         self.state = {name: self._reordered(t.to(self.flat.device), saved) for name, t in state.items()
                       if name not in ("step", "lr_factor", "order")}
